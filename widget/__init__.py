@@ -1,0 +1,1 @@
+"""CRM embedded Deal & Ticket component: record API, live iframe component, CRM pages."""

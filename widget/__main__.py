@@ -1,0 +1,5 @@
+import sys
+
+from widget.cli import main
+
+sys.exit(main())

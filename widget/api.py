@@ -1,0 +1,164 @@
+"""The record API, ``/api/v1`` (RFC section 5).
+
+Checks run in the RFC's precedence: routing 405, then 401 (auth), 413/415/400 (body),
+422 (validation), 403, 404, 409 (idempotency).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import partial
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from widget.bodies import idempotency_key, idempotent, read_json
+from widget.errors import not_found, validation_failed
+from widget.models import (
+    IMMUTABLE,
+    ROOM_ID,
+    ContactIn,
+    DealIn,
+    DealPatch,
+    EmbedTokenIn,
+    TicketIn,
+    TicketPatch,
+    parse,
+    to_micros,
+)
+from widget.service import Service
+from widget.store import Row
+
+CREATE = {"deal": DealIn, "ticket": TicketIn}
+PATCH = {"deal": DealPatch, "ticket": TicketPatch}
+
+
+async def _auth(request: Request) -> tuple[Service, Row]:
+    service: Service = request.app.state.service
+    return service, await service.authenticate(request.headers.get("authorization"))
+
+
+def _time_param(value: str, field: str) -> int:
+    try:
+        return to_micros(datetime.fromisoformat(value))
+    except ValueError:
+        raise validation_failed([{"field": field, "message": "must be an RFC 3339 time with a zone"}]) from None
+
+
+def _test_clock(request: Request, service: Service) -> int | None:
+    """``X-Test-Clock`` (only with WIDGET_TEST_CLOCK): the record's creation time, as
+    given, to play a record created earlier that arrives late (E1)."""
+    value = request.headers.get("x-test-clock")
+    if value is None or not service.settings.test_clock:
+        return None
+    return _time_param(value, "X-Test-Clock")
+
+
+# -- contacts -------------------------------------------------------------------
+
+
+async def create_contact(request: Request) -> Response:
+    service, company = await _auth(request)
+    data = await read_json(request)
+    key = idempotency_key(request)
+    body = parse(ContactIn, data)
+    return await idempotent(request, company, data, key, lambda: service.create_contact(company, body))
+
+
+async def contact(request: Request) -> Response:
+    service, company = await _auth(request)
+    contact_id = request.path_params["id"]
+    if request.method == "DELETE":
+        await service.delete_contact(company, contact_id)
+        return Response(status_code=204)
+    return JSONResponse(await service.get_contact(company, contact_id))
+
+
+# -- deals and tickets ----------------------------------------------------------
+
+
+async def create_record(request: Request, kind: str) -> Response:
+    service, company = await _auth(request)
+    data = await read_json(request)
+    key = idempotency_key(request)
+    body = parse(CREATE[kind], data)
+    created_at = _test_clock(request, service)
+    return await idempotent(
+        request, company, data, key, lambda: service.create_record(kind, company, body, created_at)
+    )
+
+
+async def record(request: Request, kind: str) -> Response:
+    service, company = await _auth(request)
+    record_id = request.path_params["id"]
+    if request.method == "GET":
+        return JSONResponse(await service.get_record(kind, company, record_id))
+    if request.method == "DELETE":
+        await service.delete_record(kind, company, record_id)
+        return Response(status_code=204)
+    data = await read_json(request)
+    changes = parse(PATCH[kind], data, IMMUTABLE).model_dump(exclude_unset=True)
+    if not changes:
+        names = ", ".join(PATCH[kind].model_fields)
+        raise validation_failed([{"field": "body", "message": f"send at least one of {names}"}])
+    if None in changes.values():
+        raise validation_failed(
+            [{"field": f, "message": "must not be null"} for f, v in changes.items() if v is None]
+        )
+    return JSONResponse(await service.patch_record(kind, company, record_id, changes))
+
+
+async def timeline(request: Request, kind: str) -> Response:
+    service, company = await _auth(request)
+    return JSONResponse({"entries": await service.timeline(kind, company, request.path_params["id"])})
+
+
+# -- rooms, tokens, stats ---------------------------------------------------------
+
+
+async def room(request: Request) -> Response:
+    service, company = await _auth(request)
+    room_id = request.path_params["room_id"]
+    if not ROOM_ID.fullmatch(room_id):
+        raise not_found("room")
+    return JSONResponse(await service.room_snapshot(company["id"], room_id))
+
+
+async def create_embed_token(request: Request) -> Response:
+    service, company = await _auth(request)
+    data = await read_json(request)
+    key = idempotency_key(request)
+    body = parse(EmbedTokenIn, data)
+    return await idempotent(request, company, data, key, lambda: service.mint_embed_token(company, body))
+
+
+async def stats(request: Request) -> Response:
+    service, company = await _auth(request)
+    now = service.now()
+    params = request.query_params
+    until = _time_param(params["until"], "until") if "until" in params else now
+    since = _time_param(params["since"], "since") if "since" in params else until - 30 * 86_400 * 1_000_000
+    if since > until:
+        raise validation_failed([{"field": "since", "message": "must not be after until"}])
+    return JSONResponse(await service.stats(company, since, until))
+
+
+def _kind_routes(kind: str) -> list[Route]:
+    base = f"/api/v1/{kind}s"
+    return [
+        Route(base, partial(create_record, kind=kind), methods=["POST"]),
+        Route(base + "/{id}", partial(record, kind=kind), methods=["GET", "PATCH", "DELETE"]),
+        Route(base + "/{id}/timeline", partial(timeline, kind=kind), methods=["GET"]),
+    ]
+
+
+routes = [
+    Route("/api/v1/contacts", create_contact, methods=["POST"]),
+    Route("/api/v1/contacts/{id}", contact, methods=["GET", "DELETE"]),
+    *_kind_routes("deal"),
+    *_kind_routes("ticket"),
+    Route("/api/v1/rooms/{room_id}", room, methods=["GET"]),
+    Route("/api/v1/embed-tokens", create_embed_token, methods=["POST"]),
+    Route("/api/v1/stats", stats, methods=["GET"]),
+]

@@ -1,0 +1,112 @@
+"""The application factory: routes, error handlers and the lifespan that owns the
+store, the broker and the service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from widget import api, logs, openapi
+from widget.broker import create_broker
+from widget.errors import STATUS_CODES, ApiError, error_body, error_response
+from widget.middleware import SecurityHeaders
+from widget.service import Clock, Service, system_clock
+from widget.settings import Settings, load_settings
+from widget.store import Store
+from widget.tokens import Signer
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    service: Service = request.app.state.service
+    checks = {}
+    for name, probe in (("store", service.store.ping), ("broker", service.broker.ping)):
+        try:
+            await probe()
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"unavailable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi.document(request.app.state.service.settings.public_url))
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404 and request.url.path.startswith("/api/v1/"):
+        try:  # 401 comes before 404 in the RFC's precedence
+            await request.app.state.service.authenticate(request.headers.get("authorization"))
+        except ApiError as auth_error:
+            return error_response(auth_error)
+    code = STATUS_CODES.get(exc.status_code, "error")
+    message = {404: "no such resource", 405: f"method {request.method} is not allowed here"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
+async def on_store_error(request: Request, exc: Exception) -> Response:
+    logs.event("store_unavailable", logging.ERROR, path=request.url.path, error=type(exc).__name__)
+    return JSONResponse(error_body("unavailable", "the service is temporarily unavailable"),
+                        status_code=503, headers={"Retry-After": "5"})
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    logs.log.error("unhandled error on %s", request.url.path, exc_info=exc)
+    return JSONResponse(error_body("internal_error", "unexpected error"), status_code=500)
+
+
+def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> Starlette:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        logs.configure(settings.log_format)
+        store = Store(settings.db_url)
+        broker = create_broker(settings.broker_url)
+        try:
+            await store.migrate()
+            app.state.service = Service(store, broker, settings, Signer(settings.signing_keys(), clock), clock)
+            yield
+        finally:
+            await broker.close()
+            await store.close()
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/openapi.json", openapi_json),
+        *api.routes,
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={
+            ApiError: on_api_error,
+            HTTPException: on_http_exception,
+            SQLAlchemyError: on_store_error,
+            Exception: on_unexpected,
+        },
+    )

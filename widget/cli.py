@@ -1,0 +1,136 @@
+"""``widget`` command line (RFC section 11). Errors are one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from widget.broker import create_broker
+from widget.errors import ApiError
+from widget.models import EmbedTokenIn, parse
+from widget.service import Service, system_clock
+from widget.settings import Settings, SettingsError, load_settings
+from widget.store import Store
+from widget.tokens import Signer
+
+
+class CliError(Exception):
+    pass
+
+
+async def _with_service(settings: Settings, work: Callable[[Service], Awaitable[Any]]) -> Any:
+    store = Store(settings.db_url)
+    broker = create_broker(settings.broker_url)
+    try:
+        await store.migrate()
+        service = Service(store, broker, settings, Signer(settings.signing_keys(), system_clock), system_clock)
+        return await work(service)
+    finally:
+        await broker.close()
+        await store.close()
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    if args.workers > 1 and settings.broker_url.startswith("memory://"):
+        raise CliError("--workers > 1 needs a shared broker: set WIDGET_BROKER_URL=redis://… (memory:// is per process)")
+    # Migrate once before workers start, so they don't race on the schema.
+    asyncio.run(_with_service(settings, lambda service: asyncio.sleep(0)))
+    uvicorn.run(
+        "widget.asgi:app", host=args.host, port=args.port, workers=args.workers,
+        access_log=False, log_config=None, timeout_graceful_shutdown=5, proxy_headers=False,
+    )
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    asyncio.run(_with_service(settings, lambda service: asyncio.sleep(0)))
+    print("database is at the newest schema revision")
+
+
+def cmd_company_create(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(service: Service) -> tuple[dict[str, Any], str]:
+        try:
+            return await service.create_company(
+                args.id, args.name, args.frame_origin, args.omnichannel_url, args.omnichannel_secret
+            )
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+
+    row, key = asyncio.run(_with_service(settings, work))
+    origins = json.loads(row["frame_origins"])
+    if args.json:
+        print(json.dumps({"id": row["id"], "name": row["name"], "api_key": key, "frame_origins": origins}))
+    else:
+        print(f"company {row['id']} created; frame origins: {', '.join(origins)}")
+        print(f"API key (shown once, keep it safe): {key}")
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(service: Service) -> dict[str, Any]:
+        company = await service.store.get_company(args.company)
+        if company is None:
+            raise CliError(f"no company {args.company!r}")
+        body: dict[str, Any] = {"room_id": args.room, "agent_id": args.agent}
+        if args.ttl is not None:
+            body["ttl_seconds"] = args.ttl
+        try:
+            return await service.mint_embed_token(company, parse(EmbedTokenIn, body))
+        except ApiError as exc:
+            problems = "; ".join(f"{d['field']} {d['message']}" for d in exc.details or [])
+            raise CliError(problems or exc.message) from None
+
+    print(json.dumps(asyncio.run(_with_service(settings, work))))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="widget", description="CRM Deal & Ticket component server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(run=cmd_serve)
+
+    sub.add_parser("migrate", help="upgrade the database schema").set_defaults(run=cmd_migrate)
+
+    company = sub.add_parser("company", help="manage companies").add_subparsers(dest="action", required=True)
+    create = company.add_parser("create", help="create a company and print its API key once")
+    create.add_argument("id")
+    create.add_argument("--name", required=True)
+    create.add_argument("--frame-origin", action="append", required=True, metavar="URL")
+    create.add_argument("--omnichannel-url")
+    create.add_argument("--omnichannel-secret")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(run=cmd_company_create)
+
+    token = sub.add_parser("token", help="mint an embed token")
+    token.add_argument("--company", required=True)
+    token.add_argument("--room", required=True)
+    token.add_argument("--agent", default="cli")
+    token.add_argument("--ttl", type=int)
+    token.set_defaults(run=cmd_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        args.run(settings, args)
+    except (SettingsError, CliError) as exc:
+        print(f"widget: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"widget: error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

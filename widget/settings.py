@@ -1,0 +1,138 @@
+"""Configuration from the environment (prefix ``WIDGET_``), RFC section 3.
+
+Bad values fail at start with one readable line naming the setting.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("widget")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is one line."""
+
+
+def _http_url(value: str, name: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{name} must be an absolute http(s) URL")
+    return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WIDGET_", extra="ignore")
+
+    database_url: str = ""  # empty: SQLite file in data_dir
+    broker_url: str = "memory://"
+    secret_keys: Annotated[list[str], NoDecode] = []
+    public_url: str = "http://127.0.0.1:8000"
+    data_dir: Path = Path("./data")
+    chat_panel_url: str | None = None
+    omnichannel_room_url: str = "http://localhost:8001/inbox?room={room_id}"
+    token_max_age: int = 900
+    timeline_retention_days: int = 365
+    sse_ping: float = 15.0
+    log_format: Literal["json", "text"] = "json"
+    # Additions (documented in README): where templates/static live, and the
+    # test-only clock header used to simulate records that arrive late (E1).
+    templates_dir: Path = CHECKOUT / "templates"
+    static_dir: Path = CHECKOUT / "static"
+    test_clock: bool = False
+
+    @field_validator("secret_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _strong_keys(cls, value: list[str]) -> list[str]:
+        if any(len(k) < 16 for k in value):
+            raise ValueError("every key must be at least 16 characters")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must start with memory:// or redis://")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        return _http_url(value, "public_url")
+
+    @field_validator("chat_panel_url")
+    @classmethod
+    def _chat_panel_url(cls, value: str | None) -> str | None:
+        return _http_url(value, "chat_panel_url") if value else None
+
+    @field_validator("omnichannel_room_url")
+    @classmethod
+    def _room_url(cls, value: str) -> str:
+        if "{room_id}" not in value:
+            raise ValueError("must contain {room_id}")
+        _http_url(value.replace("{room_id}", "x"), "omnichannel_room_url")
+        return value
+
+    @field_validator("token_max_age", "timeline_retention_days")
+    @classmethod
+    def _positive_int(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be a positive integer")
+        return value
+
+    @field_validator("sse_ping")
+    @classmethod
+    def _positive_float(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be a positive number of seconds")
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'widget.db'}"
+
+    def signing_keys(self) -> list[str]:
+        """Keys oldest first; without any configured, one persisted in data_dir."""
+        if self.secret_keys:
+            return self.secret_keys
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+            log.warning("WIDGET_SECRET_KEYS is not set: generated a key in %s", path)
+        return [path.read_text().strip()]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning a validation error into one readable line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "WIDGET_" + str(err["loc"][0]).upper() if err["loc"] else "WIDGET_*"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {name}: {message}") from None

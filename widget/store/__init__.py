@@ -1,0 +1,419 @@
+"""The store: every SQL statement of the service lives here.
+
+One class serves SQLite and PostgreSQL through SQLAlchemy Core; the only difference
+is how a write transaction serialises (``BEGIN IMMEDIATE`` vs. locking the company
+row), see ``engine.py``. Rows come back as plain dicts; times are integer µs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from widget.store import schema
+from widget.store.engine import create_engine, is_sqlite, migrate, write_connection
+
+Row = dict[str, Any]
+TABLES = {"deal": schema.deals, "ticket": schema.tickets}
+# Fields of a record that the room snapshot shows: a change to one bumps the version.
+SHOWN_FIELDS = {"deal": ("name", "stage", "pipeline"), "ticket": ("name", "status")}
+
+
+class CompanyExists(Exception):
+    pass
+
+
+@dataclass
+class RoomState:
+    version: int
+    deal: Row | None
+    ticket: Row | None
+
+
+@dataclass
+class Change:
+    """What a write did: the record after it, and the room's new state if it changed."""
+
+    record: Row | None
+    room: RoomState | None = None
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.engine: AsyncEngine = create_engine(url)
+        self._sqlite = is_sqlite(self.engine)
+
+    async def migrate(self) -> None:
+        await migrate(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    # -- transactions -------------------------------------------------------
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write(self, company_id: str | None = None) -> AsyncIterator[AsyncConnection]:
+        """A serialised write transaction (per company on PostgreSQL, global on SQLite)."""
+        conn = await write_connection(self.engine)
+        try:
+            async with conn.begin():
+                if company_id is not None and not self._sqlite:
+                    await conn.execute(
+                        select(schema.companies.c.id)
+                        .where(schema.companies.c.id == company_id)
+                        .with_for_update()
+                    )
+                yield conn
+        finally:
+            await conn.close()
+
+    # -- companies ----------------------------------------------------------
+
+    async def create_company(self, row: Row) -> None:
+        try:
+            async with self._write() as conn:
+                await conn.execute(insert(schema.companies).values(**row))
+        except IntegrityError:
+            raise CompanyExists(row["id"]) from None
+
+    async def update_company(self, company_id: str, values: Row) -> None:
+        async with self._write(company_id) as conn:
+            await conn.execute(
+                update(schema.companies).where(schema.companies.c.id == company_id).values(**values)
+            )
+
+    async def get_company(self, company_id: str) -> Row | None:
+        return await self._one(select(schema.companies).where(schema.companies.c.id == company_id))
+
+    async def company_by_key_hash(self, key_hash: str) -> Row | None:
+        return await self._one(
+            select(schema.companies).where(schema.companies.c.api_key_hash == key_hash)
+        )
+
+    # -- contacts -----------------------------------------------------------
+
+    async def create_contact(self, row: Row) -> Row:
+        async with self._write(row["company_id"]) as conn:
+            await conn.execute(insert(schema.contacts).values(**row))
+        return {**row, "deleted_at": None}
+
+    async def get_contact(self, company_id: str, contact_id: str) -> Row | None:
+        """A live (not soft-deleted) contact of this company."""
+        c = schema.contacts.c
+        return await self._one(
+            select(schema.contacts).where(
+                c.id == contact_id, c.company_id == company_id, c.deleted_at.is_(None)
+            )
+        )
+
+    async def contact_state(self, company_id: str, contact_id: str) -> str:
+        """'ok', 'deleted', 'other_company' or 'unknown': why a contact can't be linked."""
+        row = await self._one(select(schema.contacts).where(schema.contacts.c.id == contact_id))
+        if row is None:
+            return "unknown"
+        if row["company_id"] != company_id:
+            return "other_company"
+        return "deleted" if row["deleted_at"] is not None else "ok"
+
+    async def delete_contact(self, company_id: str, contact_id: str, now: int) -> bool:
+        c = schema.contacts.c
+        async with self._write(company_id) as conn:
+            result = await conn.execute(
+                update(schema.contacts)
+                .where(c.id == contact_id, c.company_id == company_id, c.deleted_at.is_(None))
+                .values(deleted_at=now)
+            )
+        return result.rowcount == 1
+
+    # -- records ------------------------------------------------------------
+
+    async def get_record(self, kind: str, company_id: str, record_id: str) -> Row | None:
+        t = TABLES[kind]
+        return await self._one(
+            select(t).where(t.c.id == record_id, t.c.company_id == company_id, t.c.deleted_at.is_(None))
+        )
+
+    async def create_record(
+        self,
+        kind: str,
+        row: Row,
+        *,
+        now: int,
+        exact_time: bool,
+        link_room: bool,
+        timeline: Row | None,
+        outbox_topics: Iterable[str],
+    ) -> Change:
+        """Insert a record, assigning ``created_at`` (and a ticket's ``unique_id``) inside
+        the transaction, then link it to its room if it is the newest there.
+
+        ``created_at`` is max(now, last + 1 µs) per company so it is strictly increasing;
+        with ``exact_time`` (test clock) ``now`` is used as given.
+        """
+        company_id = row["company_id"]
+        co = schema.companies.c
+        async with self._write(company_id) as conn:
+            company = (
+                await conn.execute(select(co.last_created_at, co.ticket_seq).where(co.id == company_id))
+            ).one()
+            created = now if exact_time else max(now, company.last_created_at + 1)
+            values: Row = {"last_created_at": max(created, company.last_created_at)}
+            record = {**row, "created_at": created, "updated_at": created, "deleted_at": None}
+            if kind == "ticket":
+                values["ticket_seq"] = company.ticket_seq + 1
+                record["unique_id"] = f"TCK-{values['ticket_seq']:06d}"
+            await conn.execute(update(schema.companies).where(co.id == company_id).values(**values))
+            await conn.execute(insert(TABLES[kind]).values(**record))
+            if timeline is not None:
+                await conn.execute(
+                    insert(schema.timeline_entries).values(
+                        **timeline, record_kind=kind, record_id=record["id"], created_at=created
+                    )
+                )
+            await self._enqueue(conn, company_id, outbox_topics, kind, record, created)
+            room = None
+            if link_room:
+                room = await self._link(conn, kind, record)
+        return Change(record, room)
+
+    async def patch_record(
+        self, kind: str, company_id: str, record_id: str, changes: Row, *, now: int, notify: bool
+    ) -> Change:
+        t = TABLES[kind]
+        async with self._write(company_id) as conn:
+            current = await self._one(
+                select(t).where(t.c.id == record_id, t.c.company_id == company_id, t.c.deleted_at.is_(None)),
+                conn,
+            )
+            if current is None:
+                return Change(None)
+            changed = {k: v for k, v in changes.items() if current[k] != v}
+            if not changed:
+                return Change(current)
+            await conn.execute(update(t).where(t.c.id == record_id).values(**changed, updated_at=now))
+            record = {**current, **changed, "updated_at": now}
+            room = None
+            if current["room_id"] and set(changed) & set(SHOWN_FIELDS[kind]):
+                room = await self._bump_if_shown(conn, kind, record)
+            if notify:
+                await self._enqueue(conn, company_id, ["notify.updated"], kind, record, now)
+        return Change(record, room)
+
+    async def delete_record(
+        self, kind: str, company_id: str, record_id: str, *, now: int, notify: bool
+    ) -> Change:
+        t = TABLES[kind]
+        r = schema.rooms.c
+        async with self._write(company_id) as conn:
+            current = await self._one(
+                select(t).where(t.c.id == record_id, t.c.company_id == company_id, t.c.deleted_at.is_(None)),
+                conn,
+            )
+            if current is None:
+                return Change(None)
+            await conn.execute(update(t).where(t.c.id == record_id).values(deleted_at=now))
+            room = None
+            if current["room_id"]:
+                # Empty the slot if it shows this record; the high-water mark stays.
+                result = await conn.execute(
+                    update(schema.rooms)
+                    .where(
+                        r.company_id == company_id,
+                        r.room_id == current["room_id"],
+                        getattr(r, f"{kind}_id") == record_id,
+                    )
+                    .values(**{f"{kind}_id": None}, version=r.version + 1)
+                )
+                if result.rowcount:
+                    room = await self._room_state(conn, company_id, current["room_id"])
+            if notify:
+                await self._enqueue(conn, company_id, ["notify.deleted"], kind, current, now)
+        return Change({**current, "deleted_at": now}, room)
+
+    async def timeline(self, kind: str, record_id: str) -> list[Row]:
+        t = schema.timeline_entries.c
+        query = (
+            select(schema.timeline_entries)
+            .where(t.record_kind == kind, t.record_id == record_id)
+            .order_by(t.created_at, t.id)
+        )
+        async with self._read() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
+    # -- rooms --------------------------------------------------------------
+
+    async def room_state(self, company_id: str, room_id: str) -> RoomState:
+        async with self._read() as conn:
+            return await self._room_state(conn, company_id, room_id)
+
+    async def _room_state(self, conn: AsyncConnection, company_id: str, room_id: str) -> RoomState:
+        r = schema.rooms.c
+        room = await self._one(
+            select(schema.rooms).where(r.company_id == company_id, r.room_id == room_id), conn
+        )
+        if room is None:
+            return RoomState(0, None, None)
+        shown = {}
+        for kind, table in TABLES.items():
+            record_id = room[f"{kind}_id"]
+            shown[kind] = (
+                await self._one(select(table).where(table.c.id == record_id), conn) if record_id else None
+            )
+        return RoomState(room["version"], shown["deal"], shown["ticket"])
+
+    async def _link(self, conn: AsyncConnection, kind: str, record: Row) -> RoomState | None:
+        """Latest wins: take the slot only if (created_at, id) is past the high-water mark."""
+        r = schema.rooms.c
+        company_id, room_id = record["company_id"], record["room_id"]
+        room = await self._one(
+            select(schema.rooms).where(r.company_id == company_id, r.room_id == room_id), conn
+        )
+        if room is None:
+            await conn.execute(
+                insert(schema.rooms).values(company_id=company_id, room_id=room_id, version=0)
+            )
+            room = {f"{kind}_mark_at": None, f"{kind}_mark_id": None}
+        mark = (room[f"{kind}_mark_at"], room[f"{kind}_mark_id"])
+        candidate = (record["created_at"], record["id"])
+        if mark[0] is not None and candidate <= mark:
+            return None
+        await conn.execute(
+            update(schema.rooms)
+            .where(r.company_id == company_id, r.room_id == room_id)
+            .values(
+                **{f"{kind}_id": record["id"], f"{kind}_mark_at": candidate[0], f"{kind}_mark_id": candidate[1]},
+                version=r.version + 1,
+            )
+        )
+        return await self._room_state(conn, company_id, room_id)
+
+    async def _bump_if_shown(self, conn: AsyncConnection, kind: str, record: Row) -> RoomState | None:
+        r = schema.rooms.c
+        result = await conn.execute(
+            update(schema.rooms)
+            .where(
+                r.company_id == record["company_id"],
+                r.room_id == record["room_id"],
+                getattr(r, f"{kind}_id") == record["id"],
+            )
+            .values(version=r.version + 1)
+        )
+        if not result.rowcount:
+            return None
+        return await self._room_state(conn, record["company_id"], record["room_id"])
+
+    # -- outbox -------------------------------------------------------------
+
+    async def _enqueue(
+        self, conn: AsyncConnection, company_id: str, topics: Iterable[str], kind: str, record: Row, now: int
+    ) -> None:
+        rows = [
+            {
+                "company_id": company_id,
+                "topic": topic,
+                "payload": json.dumps({"kind": kind, "record_id": record["id"], "room_id": record["room_id"]}),
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for topic in topics
+        ]
+        if rows:
+            await conn.execute(insert(schema.outbox), rows)
+
+    async def outbox_rows(self, company_id: str) -> list[Row]:
+        o = schema.outbox.c
+        query = select(schema.outbox).where(o.company_id == company_id).order_by(o.id)
+        async with self._read() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
+    # -- idempotency --------------------------------------------------------
+
+    async def idempotency_claim(
+        self, company_id: str, route: str, key: str, body_hash: str, now: int, expire_before: int
+    ) -> Row | None:
+        """Claim a key for a new request. Returns None if claimed, else the existing row
+        (``status`` None while the first request still runs)."""
+        i = schema.idempotency_keys.c
+        where = and_(i.company_id == company_id, i.route == route, i.key == key)
+        async with self._write(company_id) as conn:
+            existing = await self._one(select(schema.idempotency_keys).where(where), conn)
+            if existing is not None and existing["created_at"] >= expire_before:
+                return existing
+            await conn.execute(delete(schema.idempotency_keys).where(where))
+            await conn.execute(
+                insert(schema.idempotency_keys).values(
+                    company_id=company_id, route=route, key=key, body_hash=body_hash, created_at=now
+                )
+            )
+        return None
+
+    async def idempotency_finish(
+        self, company_id: str, route: str, key: str, status: int | None, response: str | None
+    ) -> None:
+        """Store a 2xx response, or release the key (status None) so it can be retried."""
+        i = schema.idempotency_keys.c
+        where = and_(i.company_id == company_id, i.route == route, i.key == key)
+        async with self._write(company_id) as conn:
+            if status is None:
+                await conn.execute(delete(schema.idempotency_keys).where(where))
+            else:
+                await conn.execute(
+                    update(schema.idempotency_keys).where(where).values(status=status, response=response)
+                )
+
+    # -- analytics ----------------------------------------------------------
+
+    async def record_event(
+        self, company_id: str, name: str, props: Row, now: int, dedupe: str | None = None
+    ) -> bool:
+        """Store an analytics event; False if ``dedupe`` was already recorded."""
+        try:
+            async with self._write(company_id) as conn:
+                await conn.execute(
+                    insert(schema.analytics_events).values(
+                        company_id=company_id, name=name, dedupe=dedupe,
+                        props=json.dumps(props), created_at=now,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def event_counts(self, company_id: str, since: int, until: int) -> dict[str, int]:
+        a = schema.analytics_events.c
+        query = (
+            select(a.name, func.count())
+            .where(a.company_id == company_id, a.created_at >= since, a.created_at < until)
+            .group_by(a.name)
+        )
+        async with self._read() as conn:
+            return {name: count for name, count in await conn.execute(query)}
+
+    # -- helpers ------------------------------------------------------------
+
+    async def _one(self, query: Any, conn: AsyncConnection | None = None) -> Row | None:
+        if conn is None:
+            async with self._read() as conn:
+                return await self._one(query, conn)
+        row = (await conn.execute(query)).first()
+        return dict(row._mapping) if row is not None else None
+
+
+__all__ = ["Change", "CompanyExists", "RoomState", "Row", "Store"]
