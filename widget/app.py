@@ -13,9 +13,10 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
-from widget import api, logs, openapi
+from widget import api, embed, logs, openapi, pages, stream
 from widget.broker import create_broker
 from widget.errors import STATUS_CODES, ApiError, error_body, error_response
 from widget.middleware import SecurityHeaders
@@ -98,8 +99,12 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         Route("/readyz", readyz),
         Route("/openapi.json", openapi_json),
         *api.routes,
+        *pages.routes,
+        *embed.routes,
+        *stream.routes,
+        Mount("/static", StaticFiles(directory=settings.static_dir), name="static"),
     ]
-    return Starlette(
+    application = Starlette(
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(SecurityHeaders)],
@@ -110,3 +115,5 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             Exception: on_unexpected,
         },
     )
+    application.state.templates = pages.templates(settings)
+    return application

@@ -7,7 +7,6 @@ stream may skip versions but never goes back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -15,7 +14,9 @@ QUEUE_SIZE = 16
 
 
 class Subscription(Protocol):
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+    async def get(self) -> dict[str, Any] | None:
+        """The next message; None once the broker is closed. Safe to cancel."""
+        ...
 
 
 class Broker(Protocol):

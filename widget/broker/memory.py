@@ -22,8 +22,15 @@ class _Queue:
             self.queue.get_nowait()  # drop the oldest snapshot
         self.queue.put_nowait(item)
 
+    async def get(self) -> dict[str, Any] | None:
+        item = await self.queue.get()
+        if item is _CLOSED:
+            self.queue.put_nowait(_CLOSED)  # stay closed for later calls
+            return None
+        return item
+
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        while (item := await self.queue.get()) is not _CLOSED:
+        while (item := await self.get()) is not None:
             yield item
 
 
