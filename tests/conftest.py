@@ -4,6 +4,7 @@ controllable clock, a company with its API key, and uvicorn in a thread."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -160,3 +161,64 @@ def live(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[LiveServer, Tenant]
     tenant = seed_company(live_settings)
     with LiveServer(create_app(live_settings, clock)) as server:
         yield server, tenant
+
+
+# -- added for the record-API suite (issue 3) ----------------------------------------
+
+
+class WidgetLog:
+    """The structured events logged on the ``widget`` logger during a test.
+
+    ``logs.configure`` (run by the app's lifespan) stops ``widget`` from propagating,
+    so caplog's root handler would see nothing: this attaches caplog's handler to the
+    ``widget`` logger itself."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
+        self.caplog = caplog
+
+    def events(self, name: str | None = None) -> list[logging.LogRecord]:
+        return [
+            r for r in self.caplog.records
+            if getattr(r, "event", None) and (name is None or r.event == name)  # type: ignore[attr-defined]
+        ]
+
+    def props(self, name: str) -> list[dict[str, object]]:
+        return [dict(getattr(r, "props", {})) for r in self.events(name)]
+
+    def clear(self) -> None:
+        self.caplog.clear()
+
+
+@pytest.fixture
+def widget_log(app: Starlette, caplog: pytest.LogCaptureFixture) -> Iterator[WidgetLog]:
+    logger = logging.getLogger("widget")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="widget"):
+            yield WidgetLog(caplog)
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+@dataclass
+class Clocked:
+    """An app whose settings enable the ``X-Test-Clock`` header (E1 scenarios)."""
+
+    app: Starlette
+    service: Service
+    tenant: Tenant
+    http: httpx.AsyncClient
+    clock: FakeClock
+
+
+@pytest.fixture
+async def clocked(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Clocked]:
+    application = create_app(make_settings(tmp_path, test_clock=True), clock)
+    async with application.router.lifespan_context(application):
+        service = application.state.service
+        tenant = await new_tenant(service)
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=tenant.headers
+        ) as http:
+            yield Clocked(application, service, tenant, http, clock)

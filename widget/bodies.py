@@ -35,8 +35,10 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, an object at the top."""
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise ApiError(400, "the body is not valid JSON: nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
-        reason = exc.args[0] if isinstance(exc, ValueError) and exc.args else "invalid UTF-8"
+        reason = "invalid UTF-8" if isinstance(exc, UnicodeDecodeError) or not exc.args else exc.args[0]
         raise ApiError(400, f"the body is not valid JSON: {reason}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")

@@ -64,7 +64,7 @@ class ContactIn(Body):
 
 class RecordIn(Body):
     room_id: RoomId | None = None
-    contact_id: StrictStr | StrictInt | None = None
+    contact_id: Text | StrictInt | None = None
     creator_flag: Annotated[StrictStr, StringConstraints(max_length=64)] | None = None
     source: Text | None = None
     external_url: Url | None = None

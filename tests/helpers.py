@@ -1,0 +1,74 @@
+"""Small helpers shared by the record-API tests (no fakes of our own code here)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import httpx
+
+RFC3339_US = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+DEAL_KEYS = {"id", "name", "stage", "pipeline", "room_id", "contact_id", "creator_flag",
+             "creator", "source", "url", "created_at", "updated_at"}
+TICKET_KEYS = (DEAL_KEYS - {"stage", "pipeline"}) | {"unique_id", "status"}
+DEAL_PREVIEW_KEYS = {"id", "name", "stage", "pipeline", "url", "creator", "created_at"}
+TICKET_PREVIEW_KEYS = {"id", "unique_id", "name", "status", "url", "creator", "created_at"}
+
+
+def deal(**extra: Any) -> dict[str, Any]:
+    return {"name": "Laptop order", "stage": "New", "pipeline": "Sales", **extra}
+
+
+def ticket(**extra: Any) -> dict[str, Any]:
+    return {"name": "Refund request", "status": "Open", **extra}
+
+
+def body_for(kind: str, **extra: Any) -> dict[str, Any]:
+    return deal(**extra) if kind == "deal" else ticket(**extra)
+
+
+def assert_error(
+    response: httpx.Response, status: int, code: str, fields: set[str] | None = None
+) -> dict[str, Any]:
+    """The RFC error shape with this status and code; ``fields`` = the fields in details."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"code", "message", "details"}, error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"], error
+    if error["details"] is not None:
+        assert isinstance(error["details"], list) and error["details"], error
+        for item in error["details"]:
+            assert set(item) == {"field", "message"}, item
+            assert isinstance(item["field"], str) and isinstance(item["message"], str)
+    if fields is not None:
+        assert error["details"] is not None, error
+        assert {d["field"] for d in error["details"]} == fields, error["details"]
+    return error
+
+
+def detail(error: dict[str, Any], field: str) -> str:
+    return next(d["message"] for d in error["details"] if d["field"] == field)
+
+
+async def next_message(subscription: Any, timeout: float = 2.0) -> dict[str, Any]:
+    """The next message of a broker subscription (``get()`` or async iteration)."""
+    if hasattr(subscription, "get"):
+        message = await asyncio.wait_for(subscription.get(), timeout)
+    else:
+        message = await asyncio.wait_for(anext(aiter(subscription)), timeout)
+    assert message is not None, "subscription closed"
+    return message
+
+
+async def no_message(subscription: Any, wait: float = 0.05) -> bool:
+    """True if nothing arrives within ``wait`` seconds."""
+    try:
+        await next_message(subscription, wait)
+    except (TimeoutError, asyncio.TimeoutError):
+        return True
+    return False
