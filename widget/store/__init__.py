@@ -400,7 +400,7 @@ class Store:
         a = schema.analytics_events.c
         query = (
             select(a.name, func.count())
-            .where(a.company_id == company_id, a.created_at >= since, a.created_at < until)
+            .where(a.company_id == company_id, a.created_at >= since, a.created_at <= until)
             .group_by(a.name)
         )
         async with self._read() as conn:

@@ -1,0 +1,253 @@
+"""The component page and its JSON endpoints (/state, /open, /telemetry), the token
+outcomes of RFC section 4, the security headers, and the CRM record page."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from tests.conftest import FakeClock, Tenant, new_tenant
+from widget.service import Service
+
+DEAL = {"name": "Laptop order", "stage": "New", "pipeline": "Sales", "creator_flag": "bot", "room_id": "room-1"}
+TICKET = {"name": "Refund", "status": "Open", "creator_flag": "agentic_ai", "room_id": "room-1"}
+
+
+async def mint(api: httpx.AsyncClient, room_id: str = "room-1", **extra: Any) -> str:
+    response = await api.post("/api/v1/embed-tokens", json={"room_id": room_id, "agent_id": "agent-7", **extra})
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+class _Audit(HTMLParser):
+    """Collects what CSP forbids: inline scripts, inline handlers, style attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline_scripts = 0
+        self.bad_attributes: list[str] = []
+        self.testids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        if tag == "script" and "src" not in names and names.get("type") != "application/json":
+            self.inline_scripts += 1
+        self.bad_attributes += [n for n in names if n == "style" or n.startswith("on")]
+        if names.get("data-testid"):
+            self.testids.add(names["data-testid"] or "")
+
+
+def audit(html: str) -> _Audit:
+    parser = _Audit()
+    parser.feed(html)
+    return parser
+
+
+def state_of(html: str) -> str:
+    match = re.search(r'id="widget"[^>]*data-state="([a-z]+)"', html)
+    assert match, html[:500]
+    return match.group(1)
+
+
+def frame_ancestors(response: httpx.Response) -> str:
+    csp = response.headers["content-security-policy"]
+    return csp.split("frame-ancestors", 1)[1].split(";")[0].strip()
+
+
+async def test_empty_room_page_is_safe_and_framed_by_the_company_only(api: httpx.AsyncClient) -> None:
+    token = await mint(api)
+    response = await api.get(f"/embed/rooms/room-1?token={token}")
+    assert response.status_code == 200
+    assert state_of(response.text) == "empty"
+    assert frame_ancestors(response) == "http://localhost:8001 https://inbox.example.com"
+    csp = response.headers["content-security-policy"]
+    for directive in ("default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'",
+                      "base-uri 'none'", "form-action 'none'", "img-src 'self' data:"):
+        assert directive in csp
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["cache-control"] == "no-store"
+    page = audit(response.text)
+    assert page.inline_scripts == 0 and page.bad_attributes == []
+    assert {"empty-state", "error-state", "notice"} <= page.testids
+    assert "deal-preview" in page.testids  # only inside the <template>, not in the live list
+    assert response.text.count('data-testid="deal-preview"') == 1
+
+
+async def test_ready_page_renders_both_previews_escaped(api: httpx.AsyncClient) -> None:
+    deal = (await api.post("/api/v1/deals", json={**DEAL, "name": "<script>alert(1)</script> \"q\" 🚀"})).json()
+    ticket = (await api.post("/api/v1/tickets", json=TICKET)).json()
+    response = await api.get(f"/embed/rooms/room-1?token={await mint(api)}")
+    html = response.text
+    assert state_of(html) == "ready"
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &#34;q&#34; 🚀" in html
+    assert f'data-testid="deal-id" data-field="id">{deal["id"]}<' in html
+    assert f'data-testid="ticket-id" data-field="unique_id">{ticket["unique_id"]}<' in html
+    assert re.search(r'data-testid="creator-badge"[^>]*>Bot<', html)
+    assert re.search(r'data-testid="creator-badge"[^>]*>AI<', html)
+    assert 'target="_blank" rel="noopener noreferrer"' in html
+    assert 'data-version="2"' in html
+
+
+async def test_lang_and_theme(api: httpx.AsyncClient) -> None:
+    token = await mint(api, locale="id")
+    html = (await api.get(f"/embed/rooms/room-1?token={token}")).text
+    assert 'lang="id"' in html and "Belum ada deal atau tiket" in html
+    html = (await api.get(f"/embed/rooms/room-1?token={token}&lang=en&theme=dark")).text
+    assert 'data-theme="dark"' in html and "No deal or ticket yet" in html
+
+
+async def test_invalid_token_page_carries_no_data_and_cannot_be_framed(api: httpx.AsyncClient) -> None:
+    await api.post("/api/v1/deals", json=DEAL)
+    for token in ("", "garbage", (await mint(api)) + "x"):
+        response = await api.get(f"/embed/rooms/room-1?token={token}")
+        assert response.status_code == 401
+        assert state_of(response.text) == "error"
+        assert frame_ancestors(response) == "'none'"
+        assert "Laptop order" not in response.text and 'data-room-id=""' in response.text
+
+
+async def test_expired_token_page_is_framed_normally(api: httpx.AsyncClient, clock: FakeClock) -> None:
+    token = await mint(api, ttl_seconds=60)
+    clock.advance(61)
+    response = await api.get(f"/embed/rooms/room-1?token={token}")
+    assert response.status_code == 401
+    assert state_of(response.text) == "expired"
+    assert frame_ancestors(response) == "http://localhost:8001 https://inbox.example.com"
+    state = await api.get(f"/embed/rooms/room-1/state?token={token}")
+    assert state.status_code == 401 and state.json()["error"]["code"] == "token_expired"
+
+
+async def test_token_for_another_room_is_forbidden_everywhere(api: httpx.AsyncClient) -> None:
+    token = await mint(api, "room-2")
+    page = await api.get(f"/embed/rooms/room-1?token={token}")
+    assert page.status_code == 403 and state_of(page.text) == "forbidden"
+    for method, path, body in (("GET", "state", None), ("POST", "open", {"kind": "deal", "id": "x"}),
+                               ("POST", "telemetry", {"event": "displayed", "kind": "deal", "id": "x"})):
+        response = await api.request(method, f"/embed/rooms/room-1/{path}?token={token}", json=body)
+        assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
+
+
+async def test_state_returns_the_snapshot(api: httpx.AsyncClient) -> None:
+    deal = (await api.post("/api/v1/deals", json=DEAL)).json()
+    state = (await api.get(f"/embed/rooms/room-1/state?token={await mint(api)}")).json()
+    assert state["version"] == 1 and state["deal"]["id"] == deal["id"] and state["ticket"] is None
+
+
+async def test_open_gives_a_signed_crm_link_that_opens_the_record(
+    api: httpx.AsyncClient, widget_log: Any
+) -> None:
+    deal = (await api.post("/api/v1/deals", json={**DEAL, "contact_id": None})).json()
+    token = await mint(api)
+    response = await api.post(f"/embed/rooms/room-1/open?token={token}", json={"kind": "deal", "id": deal["id"]})
+    assert response.status_code == 200
+    url = response.json()["url"]
+    assert url.startswith(f"http://127.0.0.1:8000/crm/deals/{deal['id']}?link=")
+    assert [p["agent_id"] for p in widget_log.props("deal_preview_clicked")] == ["agent-7"]
+
+    api.headers.pop("Authorization")
+    page = await api.get(urlsplit(url).path + "?" + urlsplit(url).query)
+    assert page.status_code == 200
+    assert 'data-testid="crm-creator">Bot<' in page.text
+    assert frame_ancestors(page) == "'none'"
+    cookie = page.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/crm" in cookie
+    # The session cookie lets the agent reload the page without the link.
+    again = await api.get(f"/crm/deals/{deal['id']}")
+    assert again.status_code == 200
+    link = parse_qs(urlsplit(url).query)["link"][0]
+    api.cookies.clear()
+    assert (await api.get(f"/crm/tickets/{deal['id']}?link={link}")).status_code == 401
+
+
+async def test_open_uses_the_external_url_when_given(api: httpx.AsyncClient) -> None:
+    deal = (await api.post("/api/v1/deals", json={**DEAL, "external_url": "https://crm.example.com/d/1"})).json()
+    response = await api.post(f"/embed/rooms/room-1/open?token={await mint(api)}", json={"kind": "deal", "id": deal["id"]})
+    assert response.json() == {"url": "https://crm.example.com/d/1"}
+
+
+async def test_open_checks_permission_first_then_the_room(api: httpx.AsyncClient) -> None:
+    first = (await api.post("/api/v1/deals", json=DEAL)).json()
+    deals_only = await mint(api, permissions=["deal:view"])
+    ticket = (await api.post("/api/v1/tickets", json=TICKET)).json()
+    no_ticket = await api.post(f"/embed/rooms/room-1/open?token={deals_only}", json={"kind": "ticket", "id": ticket["id"]})
+    assert no_ticket.status_code == 403 and no_ticket.json()["error"]["code"] == "forbidden"
+    missing = await api.post(f"/embed/rooms/room-1/open?token={deals_only}", json={"kind": "ticket", "id": "nope"})
+    assert missing.status_code == 403  # 403 before 404
+
+    second = (await api.post("/api/v1/deals", json=DEAL)).json()
+    replaced = await api.post(f"/embed/rooms/room-1/open?token={deals_only}", json={"kind": "deal", "id": first["id"]})
+    assert replaced.status_code == 404  # no longer the room's deal
+    await api.delete(f"/api/v1/deals/{second['id']}")
+    deleted = await api.post(f"/embed/rooms/room-1/open?token={deals_only}", json={"kind": "deal", "id": second["id"]})
+    assert deleted.status_code == 404 and deleted.json()["error"]["code"] == "not_found"
+
+
+async def test_open_validates_its_body(api: httpx.AsyncClient) -> None:
+    token = await mint(api)
+    bad = await api.post(f"/embed/rooms/room-1/open?token={token}", json={"kind": "contact", "id": 5})
+    assert bad.status_code == 422
+    assert {d["field"] for d in bad.json()["error"]["details"]} == {"kind", "id"}
+    malformed = await api.post(f"/embed/rooms/room-1/open?token={token}", content=b"{",
+                               headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400
+
+
+async def test_telemetry_counts_a_display_once_per_record_and_agent(
+    api: httpx.AsyncClient, service: Service, tenant: Tenant
+) -> None:
+    deal = (await api.post("/api/v1/deals", json=DEAL)).json()
+    beacon = '{"event": "displayed", "kind": "deal", "id": "%s"}' % deal["id"]
+    for token in (await mint(api), await mint(api)):
+        response = await api.post(f"/embed/rooms/room-1/telemetry?token={token}", content=beacon,
+                                  headers={"Content-Type": "text/plain;charset=UTF-8"})
+        assert response.status_code == 204
+    other_agent = await mint(api, agent_id="agent-8")
+    await api.post(f"/embed/rooms/room-1/telemetry?token={other_agent}", content=beacon,
+                   headers={"Content-Type": "text/plain"})
+    counts = await service.store.event_counts(tenant.id, 0, service.now() + 1)
+    assert counts["deal_preview_displayed"] == 2
+    assert counts["bot_deal_created"] == 1
+    stats = (await api.get("/api/v1/stats")).json()
+    assert stats["deal_preview_display_rate"] == 2.0
+
+
+async def test_telemetry_for_a_record_outside_the_room_is_not_counted(api: httpx.AsyncClient) -> None:
+    elsewhere = (await api.post("/api/v1/deals", json={**DEAL, "room_id": "room-2"})).json()
+    response = await api.post(f"/embed/rooms/room-1/telemetry?token={await mint(api)}",
+                              json={"event": "displayed", "kind": "deal", "id": elsewhere["id"]})
+    assert response.status_code == 404
+
+
+async def test_crm_page_for_a_deleted_record_says_so(api: httpx.AsyncClient) -> None:
+    deal = (await api.post("/api/v1/deals", json=DEAL)).json()
+    url = (await api.post(f"/embed/rooms/room-1/open?token={await mint(api)}",
+                          json={"kind": "deal", "id": deal["id"]})).json()["url"]
+    await api.delete(f"/api/v1/deals/{deal['id']}")
+    page = await api.get(url.removeprefix("http://127.0.0.1:8000"))
+    assert page.status_code == 404 and "This record was deleted" in page.text
+
+
+async def test_crm_link_of_another_company_does_not_open_its_records(
+    api: httpx.AsyncClient, service: Service
+) -> None:
+    other = await new_tenant(service, "globex")
+    theirs = (await api.post("/api/v1/deals", json=DEAL, headers=other.headers)).json()
+    mine = (await api.post("/api/v1/deals", json=DEAL)).json()
+    url = (await api.post(f"/embed/rooms/room-1/open?token={await mint(api)}",
+                          json={"kind": "deal", "id": mine["id"]})).json()["url"]
+    link = parse_qs(urlsplit(url).query)["link"][0]
+    response = await api.get(f"/crm/deals/{theirs['id']}?link={link}")
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/api/v1/rooms/x"])
+async def test_non_embed_responses_cannot_be_framed(api: httpx.AsyncClient, path: str) -> None:
+    response = await api.get(path)
+    assert frame_ancestors(response) == "'none'"
+    assert response.headers["referrer-policy"] == "no-referrer"
