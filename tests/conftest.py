@@ -90,9 +90,11 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def new_tenant(service: Service, company_id: str = "acme") -> Tenant:
+async def new_tenant(
+    service: Service, company_id: str = "acme", frame_origins: list[str] | None = None
+) -> Tenant:
     row, key = await service.create_company(
-        company_id, company_id.title(), ["http://localhost:8001", "https://inbox.example.com"]
+        company_id, company_id.title(), frame_origins or ["http://localhost:8001", "https://inbox.example.com"]
     )
     return Tenant(row["id"], key)
 
@@ -117,8 +119,9 @@ def free_port() -> int:
 class LiveServer:
     """uvicorn serving an app in a background thread, on a free port."""
 
-    def __init__(self, application: Starlette) -> None:
-        self.port = free_port()
+    def __init__(self, application: Starlette, port: int | None = None) -> None:
+        self.app = application
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             application, host="127.0.0.1", port=self.port, log_config=None,
@@ -141,14 +144,16 @@ class LiveServer:
         self.thread.join(10)
 
 
-def seed_company(settings: Settings, company_id: str = "acme") -> Tenant:
+def seed_company(
+    settings: Settings, company_id: str = "acme", frame_origins: list[str] | None = None
+) -> Tenant:
     """Create a company in the database before a live server starts (own event loop,
     own thread, so it works from sync and async tests alike)."""
 
     async def work() -> Tenant:
         application = create_app(settings)
         async with application.router.lifespan_context(application):
-            return await new_tenant(application.state.service, company_id)
+            return await new_tenant(application.state.service, company_id, frame_origins)
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, work()).result()
@@ -222,3 +227,19 @@ async def clocked(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Clocked]:
             transport=transport, base_url="http://testserver", headers=tenant.headers
         ) as http:
             yield Clocked(application, service, tenant, http, clock)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``logs.configure`` (app start-up) rewires loggers globally, with a handler bound to
+    the stream of the moment (possibly a capture that is closed later): put them back."""
+    names = ("widget", "uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate,
+                 logging.getLogger(n).level, logging.getLogger(n).disabled) for n in names}
+    yield
+    for name, (handlers, propagate, level, disabled) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers = handlers
+        logger.propagate = propagate
+        logger.setLevel(level)
+        logger.disabled = disabled
