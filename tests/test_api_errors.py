@@ -5,12 +5,12 @@ strict JSON, field validation, and the precedence 405 > 401 > 413 > 415 > 400 > 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import Tenant, new_tenant
+from tests.conftest import LiveServer, Tenant, new_tenant
 from tests.helpers import assert_error, deal, detail, ticket
 from widget.service import Service
 
@@ -524,3 +524,27 @@ async def test_hostile_inputs_never_answer_500(api: httpx.AsyncClient) -> None:
     big_int = b'{"name": "n", "stage": "s", "pipeline": "p", "contact_id": ' + b"9" * 5000 + b"}"
     response = await api.post("/api/v1/deals", content=big_int, headers=JSON)
     assert response.status_code < 500, response.text
+
+
+# -- the same over real HTTP (uvicorn) -------------------------------------------------
+
+
+def test_limits_and_routing_errors_over_real_http(live: tuple[LiveServer, Tenant]) -> None:
+    server, tenant = live
+
+    def streamed() -> Iterator[bytes]:
+        for _ in range(200):  # 1.6 MB offered, without Content-Length
+            yield b" " * 8192
+
+    with httpx.Client(base_url=server.url, headers=tenant.headers, timeout=10) as http:
+        for _ in range(3):
+            assert_error(http.post("/api/v1/deals", content=streamed(), headers=JSON), 413, "payload_too_large")
+            assert_error(http.post("/api/v1/deals", content=b" " * (BIG + 1), headers=JSON),
+                         413, "payload_too_large")
+        assert_error(http.put("/api/v1/deals", json=deal()), 405, "method_not_allowed")
+        assert_error(http.get("/api/v1/rooms/a%20b"), 404, "not_found")
+        assert_error(http.get("/nowhere"), 404, "not_found")
+        assert_error(http.post("/api/v1/deals", content=b"{", headers=JSON), 400, "malformed_json")
+        assert_error(http.get("/api/v1/rooms/r-1", headers={"Authorization": "Bearer nope"}), 401, "unauthorized")
+        # The connection is still usable after the refusals.
+        assert http.post("/api/v1/deals", json=deal()).status_code == 201
