@@ -1,0 +1,1 @@
+"""Examples that live next to the widget service (not shipped in the package)."""

@@ -1,0 +1,1 @@
+"""Example host page: a stand-in for Omnichannel (demos and QA)."""
