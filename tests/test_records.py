@@ -304,3 +304,25 @@ async def test_stats_counts_bot_and_ai_creations(api: httpx.AsyncClient, clock: 
     assert_error(await api.get("/api/v1/stats", params={"since": "2027-01-01T00:00:00Z",
                                                         "until": "2026-01-01T00:00:00Z"}),
                  422, "validation_failed", {"since"})
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"since": "0001-01-01T00:00:00+01:00"},  # before year 1 in UTC
+        {"until": "9999-12-31T23:59:59-05:00"},  # after year 9999 in UTC
+        {"since": "1969-12-31T23:59:59Z"},
+        {"until": "not-a-time"},
+        {"since": "2026-01-01T00:00:00"},  # no zone
+    ],
+)
+async def test_stats_time_parameters_out_of_range_are_422_not_500(api: httpx.AsyncClient,
+                                                                  query: dict[str, str]) -> None:
+    response = await api.get("/api/v1/stats", params=query)
+    assert_error(response, 422, "validation_failed", set(query))
+
+
+async def test_stats_until_near_the_epoch_still_answers(api: httpx.AsyncClient) -> None:
+    response = await api.get("/api/v1/stats", params={"until": "1970-01-02T00:00:00Z"})
+    assert response.status_code == 200, response.text
+    assert response.json()["until"] == "1970-01-02T00:00:00.000000Z"

@@ -6,7 +6,7 @@ Checks run in the RFC's precedence: routing 405, then 401 (auth), 413/415/400 (b
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 
 from starlette.requests import Request
@@ -41,9 +41,15 @@ async def _auth(request: Request) -> tuple[Service, Row]:
 
 def _time_param(value: str, field: str) -> int:
     try:
-        return to_micros(datetime.fromisoformat(value))
-    except ValueError:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        micros = to_micros(moment.astimezone(UTC))  # OverflowError past year 9999
+    except (ValueError, OverflowError):
         raise validation_failed([{"field": field, "message": "must be an RFC 3339 time with a zone"}]) from None
+    if micros < 0:
+        raise validation_failed([{"field": field, "message": "must not be before 1970"}])
+    return micros
 
 
 def _test_clock(request: Request, service: Service) -> int | None:
