@@ -1,0 +1,71 @@
+"""The two servers an e2e scenario needs, as in production on two sites: the widget
+service on 127.0.0.1 and the example host (playing Omnichannel) on localhost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from examples.host_page.app import create_host_app
+from tests.conftest import LiveServer, Tenant, free_port, make_settings, seed_company
+from widget.app import create_app
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+    "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@dataclass
+class Stack:
+    widget: LiveServer
+    host: LiveServer
+    tenant: Tenant
+    api: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.api = httpx.Client(base_url=self.widget.url + "/api/v1", headers=self.tenant.headers, timeout=10)
+
+    @property
+    def host_url(self) -> str:
+        return f"http://localhost:{self.host.port}"
+
+    def inbox(self, room_id: str, **query: str) -> str:
+        params = "&".join(f"{k}={v}" for k, v in {"room": room_id, **query}.items())
+        return f"{self.host_url}/inbox?{params}"
+
+    def create(self, kind: str, room_id: str | None, creator_flag: str | None = "bot", **fields: Any) -> dict:
+        body: dict[str, Any] = (
+            {"name": "Laptop order", "stage": "New", "pipeline": "Sales"} if kind == "deal"
+            else {"name": "Refund request", "status": "Open"}
+        )
+        body.update(fields)
+        if room_id is not None:
+            body["room_id"] = room_id
+        if creator_flag is not None:
+            body["creator_flag"] = creator_flag
+        headers = {"X-Test-Clock": body.pop("test_clock")} if "test_clock" in body else {}
+        response = self.api.post(f"/{kind}s", json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def close(self) -> None:
+        self.api.close()
+        self.host.__exit__()
+        self.widget.__exit__()
+
+
+def start_stack(tmp: Path, **settings: Any) -> Stack:
+    """Start both servers on free ports; the demo company may be framed by the host."""
+    widget_port, host_port = free_port(), free_port()
+    widget_settings = make_settings(
+        tmp, test_clock=True, public_url=f"http://127.0.0.1:{widget_port}", **settings
+    )
+    tenant = seed_company(widget_settings, frame_origins=[f"http://localhost:{host_port}"])
+    widget = LiveServer(create_app(widget_settings), port=widget_port).__enter__()
+    host = LiveServer(create_host_app(widget.url, tenant.api_key, tenant.id), port=host_port).__enter__()
+    return Stack(widget, host, tenant)
