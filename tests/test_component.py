@@ -251,3 +251,4 @@ async def test_non_embed_responses_cannot_be_framed(api: httpx.AsyncClient, path
     response = await api.get(path)
     assert frame_ancestors(response) == "'none'"
     assert response.headers["referrer-policy"] == "no-referrer"
+    assert re.fullmatch(r"app;dur=\d+\.\d\d", response.headers["server-timing"])

@@ -1,7 +1,8 @@
 """Pure ASGI middleware (``BaseHTTPMiddleware`` would buffer the SSE stream).
 
-Adds the headers every response carries and logs one request line without the query
-string (tokens travel in ``?token=``; uvicorn's access log is off).
+Adds the headers every response carries (with ``Server-Timing: app;dur=<ms>``, the time
+to the first byte of the response) and logs one request line without the query string
+(tokens travel in ``?token=``; uvicorn's access log is off).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class SecurityHeaders:
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
+                headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
                 if not scope["path"].startswith("/static/"):
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)
