@@ -3,6 +3,7 @@ shows, when its version moves, the actor filter, and what is published on the br
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -352,3 +353,31 @@ async def test_late_older_record_publishes_nothing(clocked: Clocked) -> None:
     async with service.broker.subscribe(room_channel("acme", "r-1")) as sub:
         await create(http, "deal", clock="2026-11-25T08:00:00.000000Z")
         assert await no_message(sub)
+
+
+async def test_messages_are_published_only_after_the_commit(api: httpx.AsyncClient, service: Service) -> None:
+    """A listener that reads the store (its own connection) as soon as a message arrives
+    always finds that version committed already."""
+    seen: list[tuple[int, int]] = []
+    ready = asyncio.Event()
+
+    async def listener() -> None:
+        async with service.broker.subscribe(room_channel("acme", "r-1")) as sub:
+            ready.set()
+            while len(seen) < 6:
+                message = await next_message(sub, 5)
+                state = await service.store.room_state("acme", "r-1")
+                seen.append((message["version"], state.version))
+
+    task = asyncio.create_task(listener())
+    await ready.wait()
+    d = await create(api, "deal")
+    t = await create(api, "ticket")
+    await api.patch(f"/api/v1/deals/{d['id']}", json={"name": "x"})
+    await create(api, "deal", name="newer")
+    await api.delete(f"/api/v1/tickets/{t['id']}")
+    await api.patch(f"/api/v1/deals/{d['id']}", json={"name": "not shown any more"})  # no message
+    await create(api, "ticket", creator_flag="agentic_ai")
+    await asyncio.wait_for(task, 5)
+    assert [v for v, _ in seen] == [1, 2, 3, 4, 5, 6]
+    assert all(committed >= published for published, committed in seen), seen
