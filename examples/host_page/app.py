@@ -63,7 +63,7 @@ READY_TIMEOUT_MS = 8000
 MAX_BODY = 64 * 1024
 MAX_ADHOC_ROOMS = 200
 MAX_RECEIVED = 500
-PERMISSIONS = ("deal:view", "ticket:view")
+LAST_PREFIX = {"agent": "You: ", "bot": "Bot: ", "agentic_ai": "AI: "}
 WIDGET_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 
 
@@ -266,7 +266,7 @@ class SecurityHeaders:
 class View:
     """QA options read from the inbox query and carried to links, the infobar reload and
     token refreshes: ``agent``, ``perms`` (comma list, may be empty), ``theme``, ``lang``,
-    ``tab`` and ``ready_timeout`` (ms)."""
+    ``tab``, ``ready_timeout`` (ms) and ``ttl`` (the embed token's seconds)."""
 
     agent: str = DEFAULT_AGENT
     perms: list[str] | None = None
@@ -274,6 +274,7 @@ class View:
     lang: str | None = None
     tab: str | None = None
     ready_timeout: int = READY_TIMEOUT_MS
+    ttl: int | None = None
 
     @classmethod
     def from_query(cls, request: Request) -> View:
@@ -289,7 +290,8 @@ class View:
             timeout = min(max(int(q.get("ready_timeout", READY_TIMEOUT_MS)), 200), 120_000)
         except ValueError:
             timeout = READY_TIMEOUT_MS
-        return cls(agent, perms, theme, lang, tab, timeout)
+        ttl = int(q["ttl"]) if q.get("ttl", "").isdigit() and 0 < int(q["ttl"]) <= 86_400 else None
+        return cls(agent, perms, theme, lang, tab, timeout, ttl)
 
     def query(self, **extra: str) -> str:
         """The options as a query string (defaults left out), plus ``extra``."""
@@ -303,6 +305,8 @@ class View:
                 params[key] = getattr(self, key)
         if self.ready_timeout != READY_TIMEOUT_MS:
             params["ready_timeout"] = str(self.ready_timeout)
+        if self.ttl is not None:
+            params["ttl"] = str(self.ttl)
         return urlencode(params)
 
 
@@ -317,6 +321,8 @@ async def mint_embed_token(request: Request, room_id: str, view: View) -> dict[s
         body["permissions"] = view.perms
     if view.lang:
         body["locale"] = view.lang
+    if view.ttl is not None:
+        body["ttl_seconds"] = view.ttl
     try:
         response = await _client(request).post("/api/v1/embed-tokens", json=body)
     except httpx.HTTPError as exc:
@@ -394,7 +400,7 @@ async def inbox(request: Request) -> Response:
         "rooms": [
             {"room": r, "time": _time_label(r.last_at), "at": rfc3339(r.last_at) if r.last_at else "",
              "last": r.last.text if r.last else "No messages yet",
-             "last_is_outbound": bool(r.last and r.last.sender_type != "customer"),
+             "last_prefix": LAST_PREFIX.get(r.last.sender_type, "") if r.last else "",
              "href": "/inbox?" + view.query(room=r.id)}
             for r in rooms
         ],

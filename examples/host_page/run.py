@@ -88,9 +88,17 @@ def migrate(env: dict[str, str]) -> None:
         raise LaunchError(f"widget migrate failed: {_last_line(done.stderr or done.stdout)}")
 
 
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def ensure_company(env: dict[str, str], data_dir: Path, host_port: int, secret: str) -> dict[str, Any]:
     """The demo company's ``{"id", "name", "api_key", "frame_origins"}``, created once."""
     saved = data_dir / "demo-company.json"
+    where = _shown(data_dir)
     host = f"http://localhost:{host_port}"
     done = widget_cli(
         env, "company", "create", COMPANY_ID, "--name", COMPANY_NAME, "--frame-origin", host,
@@ -111,19 +119,19 @@ def ensure_company(env: dict[str, str], data_dir: Path, host_port: int, secret: 
         raise LaunchError(f"could not create the demo company: {_last_line(done.stderr or done.stdout)}")
     if not saved.exists():
         raise LaunchError(
-            f"the demo company exists in {data_dir} but {saved.name} (its API key) is missing: "
-            f"delete {data_dir}/ and run again"
+            f"the demo company exists in {where}/ but {where}/{saved.name} (its API key) is missing: "
+            f"delete {where}/ and run again"
         )
     try:
         company = json.loads(saved.read_text())
         if not isinstance(company.get("api_key"), str):
             raise ValueError("no api_key")
     except (OSError, ValueError, AttributeError) as exc:
-        raise LaunchError(f"{saved} is unreadable ({exc}): delete {data_dir}/ and run again") from None
+        raise LaunchError(f"{where}/{saved.name} is unreadable ({exc}): delete {where}/ and run again") from None
     if host not in company.get("frame_origins", []):
         raise LaunchError(
             f"the demo company was created for other frame origins {company.get('frame_origins')} "
-            f"(HOST_PORT changed?): delete {data_dir}/ and run again"
+            f"(HOST_PORT changed?): delete {where}/ and run again"
         )
     return company
 
