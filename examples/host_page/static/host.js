@@ -417,7 +417,8 @@
     var overall = el("span", "status" + (result.ok ? "" : " is-error"), result.ok ? "OK" : String(httpStatus));
     head.appendChild(overall);
     item.appendChild(head);
-    if (!result.ok && result.message) item.appendChild(el("div", "log-msg", result.message));
+    var repeated = calls.some(function (c) { return c.error && c.error === result.message; });
+    if (!result.ok && result.message && !repeated) item.appendChild(el("div", "log-msg", result.message));
     var list = el("ul", "log-calls");
     calls.forEach(function (call) {
       var line = el("li", "log-call");
