@@ -115,5 +115,6 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
             Exception: on_unexpected,
         },
     )
+    application.router.redirect_slashes = False  # a 307 would skip auth and the error shape
     application.state.templates = pages.templates(settings)
     return application

@@ -67,9 +67,9 @@ def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
-    if not 1 <= len(key) <= 255 or not all(33 <= ord(c) <= 126 for c in key):
+    if not key.strip() or len(key) > 255 or not all(32 <= ord(c) <= 126 for c in key):
         raise validation_failed(
-            [{"field": "Idempotency-Key", "message": "must be 1-255 printable ASCII characters"}]
+            [{"field": "Idempotency-Key", "message": "must be 1-255 printable ASCII characters, not blank"}]
         )
     return key
 
