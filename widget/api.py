@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from widget.bodies import idempotency_key, idempotent, read_json
-from widget.errors import not_found, validation_failed
+from widget.errors import ApiError, not_found, validation_failed
 from widget.models import (
     IMMUTABLE,
     ROOM_ID,
@@ -27,6 +27,7 @@ from widget.models import (
     parse,
     to_micros,
 )
+from widget.ratelimit import retry_after
 from widget.service import Service
 from widget.store import Row
 
@@ -36,7 +37,11 @@ PATCH = {"deal": DealPatch, "ticket": TicketPatch}
 
 async def _auth(request: Request) -> tuple[Service, Row]:
     service: Service = request.app.state.service
-    return service, await service.authenticate(request.headers.get("authorization"))
+    company = await service.authenticate(request.headers.get("authorization"))
+    wait = request.app.state.rate_limiter.acquire(company["id"])
+    if wait:
+        raise ApiError(429, "too many requests for this company", headers={"Retry-After": retry_after(wait)})
+    return service, company
 
 
 def _time_param(value: str, field: str) -> int:

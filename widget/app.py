@@ -20,6 +20,7 @@ from widget import api, embed, logs, openapi, pages, stream
 from widget.broker import create_broker
 from widget.errors import STATUS_CODES, ApiError, error_body, error_response
 from widget.middleware import SecurityHeaders
+from widget.ratelimit import RateLimiter
 from widget.service import Clock, Service, system_clock
 from widget.settings import Settings, load_settings
 from widget.store import Store
@@ -117,4 +118,5 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
     )
     application.router.redirect_slashes = False  # a 307 would skip auth and the error shape
     application.state.templates = pages.templates(settings)
+    application.state.rate_limiter = RateLimiter(settings.rate_limit)
     return application

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     timeline_retention_days: int = 365
     sse_ping: float = 15.0
     log_format: Literal["json", "text"] = "json"
+    # Addition: record-API requests per second per company (burst twice that); 0 = off.
+    rate_limit: float = 50.0
     # Additions (documented in README): where templates/static live, and the
     # test-only clock header used to simulate records that arrive late (E1).
     templates_dir: Path = CHECKOUT / "templates"
@@ -101,6 +103,13 @@ class Settings(BaseSettings):
     def _positive_int(cls, value: int) -> int:
         if value <= 0:
             raise ValueError("must be a positive integer")
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must be 0 (off) or a positive number")
         return value
 
     @field_validator("sse_ping")
