@@ -86,7 +86,7 @@ def requests_to(page: Page) -> Iterator[Any]:
 def new_pages(page: Page) -> list[Page]:
     """Every page (tab) opened in the test's browser context after the fixture ran."""
     opened: list[Page] = []
-    page.context.on("page", opened.append)
+    page.context.on("page", lambda new: opened.append(new))
     return opened
 
 
