@@ -6,8 +6,10 @@ Checks run in the RFC's precedence: routing 405, then 401 (auth), 413/415/400 (b
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,6 +20,7 @@ from widget.errors import ApiError, not_found, validation_failed
 from widget.models import (
     IMMUTABLE,
     ROOM_ID,
+    Body,
     ContactIn,
     DealIn,
     DealPatch,
@@ -69,12 +72,25 @@ def _test_clock(request: Request, service: Service) -> int | None:
 # -- contacts -------------------------------------------------------------------
 
 
-async def create_contact(request: Request) -> Response:
+Action = Callable[[], Awaitable[Any]]
+
+
+async def _create(
+    request: Request, model: type[Body], action: Callable[[Service, Row, Any], Action]
+) -> Response:
+    """A POST that creates: auth, body, validation (all 422s before the action is
+    built), then once per Idempotency-Key."""
     service, company = await _auth(request)
     data = await read_json(request)
     key = idempotency_key(request)
-    body = parse(ContactIn, data)
-    return await idempotent(request, company, data, key, lambda: service.create_contact(company, body))
+    body = parse(model, data)
+    return await idempotent(request, company, data, key, action(service, company, body))
+
+
+async def create_contact(request: Request) -> Response:
+    return await _create(
+        request, ContactIn, lambda service, company, body: lambda: service.create_contact(company, body)
+    )
 
 
 async def contact(request: Request) -> Response:
@@ -90,14 +106,11 @@ async def contact(request: Request) -> Response:
 
 
 async def create_record(request: Request, kind: str) -> Response:
-    service, company = await _auth(request)
-    data = await read_json(request)
-    key = idempotency_key(request)
-    body = parse(CREATE[kind], data)
-    created_at = _test_clock(request, service)
-    return await idempotent(
-        request, company, data, key, lambda: service.create_record(kind, company, body, created_at)
-    )
+    def action(service: Service, company: Row, body: Any) -> Action:
+        created_at = _test_clock(request, service)
+        return lambda: service.create_record(kind, company, body, created_at)
+
+    return await _create(request, CREATE[kind], action)
 
 
 async def record(request: Request, kind: str) -> Response:
@@ -137,11 +150,9 @@ async def room(request: Request) -> Response:
 
 
 async def create_embed_token(request: Request) -> Response:
-    service, company = await _auth(request)
-    data = await read_json(request)
-    key = idempotency_key(request)
-    body = parse(EmbedTokenIn, data)
-    return await idempotent(request, company, data, key, lambda: service.mint_embed_token(company, body))
+    return await _create(
+        request, EmbedTokenIn, lambda service, company, body: lambda: service.mint_embed_token(company, body)
+    )
 
 
 async def stats(request: Request) -> Response:

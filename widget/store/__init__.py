@@ -144,10 +144,13 @@ class Store:
     # -- records ------------------------------------------------------------
 
     async def get_record(self, kind: str, company_id: str, record_id: str) -> Row | None:
+        """A live (not soft-deleted) record of this company."""
+        return await self._one(self._live_record(kind, company_id, record_id))
+
+    @staticmethod
+    def _live_record(kind: str, company_id: str, record_id: str) -> Any:
         t = TABLES[kind]
-        return await self._one(
-            select(t).where(t.c.id == record_id, t.c.company_id == company_id, t.c.deleted_at.is_(None))
-        )
+        return select(t).where(t.c.id == record_id, t.c.company_id == company_id, t.c.deleted_at.is_(None))
 
     async def create_record(
         self,
@@ -197,10 +200,7 @@ class Store:
     ) -> Change:
         t = TABLES[kind]
         async with self._write(company_id) as conn:
-            current = await self._one(
-                select(t).where(t.c.id == record_id, t.c.company_id == company_id, t.c.deleted_at.is_(None)),
-                conn,
-            )
+            current = await self._one(self._live_record(kind, company_id, record_id), conn)
             if current is None:
                 return Change(None)
             changed = {k: v for k, v in changes.items() if current[k] != v}
@@ -221,10 +221,7 @@ class Store:
         t = TABLES[kind]
         r = schema.rooms.c
         async with self._write(company_id) as conn:
-            current = await self._one(
-                select(t).where(t.c.id == record_id, t.c.company_id == company_id, t.c.deleted_at.is_(None)),
-                conn,
-            )
+            current = await self._one(self._live_record(kind, company_id, record_id), conn)
             if current is None:
                 return Change(None)
             await conn.execute(update(t).where(t.c.id == record_id).values(deleted_at=now))
