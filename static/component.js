@@ -232,7 +232,7 @@
     const link = event.target.closest("a[data-open]");
     if (!link) return;
     event.preventDefault();
-    if (state === "ready" || state === "reconnecting") open(link);
+    if (state === "ready") open(link); // not while stale, in error or expired
   });
 
   // -- messages from the host --------------------------------------------------
