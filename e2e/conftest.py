@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from playwright.sync_api import FrameLocator, Locator, Page, Request, expect
 
 from e2e.stack import CHROMIUM, CHROMIUM_ARGS, Stack, start_stack
+from widget.broker import room_channel
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -96,17 +98,29 @@ def is_events(request: Request) -> bool:
 
 def open_tab(page: Page, stack: Stack, room_id: str, *, wait_stream: bool = True, **query: str) -> FrameLocator:
     """Open the inbox on a room with the flag ON and the Deal & Ticket tab selected;
-    returns the component's frame once it reported ready to the host (and, unless
-    ``wait_stream`` is False, once its event stream answered)."""
-    if wait_stream:
-        with page.expect_response(lambda r: is_events(r.request) and r.status == 200):
-            _open(page, stack, room_id, **query)
-    else:
-        _open(page, stack, room_id, **query)
+    returns the component's frame once it reported ready to the host and (unless
+    ``wait_stream`` is False) once its stream is subscribed to the room on the server,
+    so that whatever a test changes afterwards can only reach it live."""
+    before = subscribers(stack, room_id)
+    _open(page, stack, room_id, **query)
     frame = page.frame_locator('[data-testid="deal-ticket-frame"]')
     frame.locator("#widget").wait_for(state="attached")
     expect(page.get_by_test_id("tab-loader")).to_be_hidden()
+    if wait_stream:
+        wait_subscribed(stack, room_id, before + 1)
     return frame
+
+
+def subscribers(stack: Stack, room_id: str) -> int:
+    """Open streams of the room on the widget server (its in-process broker)."""
+    return stack.widget.app.state.service.broker.subscriber_count(room_channel(stack.tenant.id, room_id))
+
+
+def wait_subscribed(stack: Stack, room_id: str, count: int = 1, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while subscribers(stack, room_id) < count:
+        assert time.monotonic() < deadline, f"no stream subscribed to room {room_id}"
+        time.sleep(0.02)
 
 
 def _open(page: Page, stack: Stack, room_id: str, **query: str) -> None:

@@ -53,6 +53,15 @@ class Stack:
         assert response.status_code == 201, response.text
         return response.json()
 
+    def stop_widget(self) -> None:
+        """The CRM goes away (ERR-2): stop the widget server, keep its database."""
+        self.widget.__exit__()
+
+    def restart_widget(self) -> None:
+        """The CRM comes back: a new app on the same settings, database and port."""
+        settings = self.widget.app.state.service.settings
+        self.widget = LiveServer(create_app(settings), port=self.widget.port).__enter__()
+
     def close(self) -> None:
         self.api.close()
         self.host.__exit__()

@@ -220,3 +220,29 @@ def test_e3_a_deal_without_room_id_never_appears(page: Page, stack: Stack, room_
         stored = stack.api.get(f"/deals/{record['id']}").json()
         assert stored["room_id"] is None and stored["creator"] == "Bot"
     expect_state(frame, "ready")
+
+
+def test_e5_e6_the_open_crm_tab_keeps_its_record_and_says_when_it_was_deleted(
+    page: Page, stack: Stack, room_id: str
+) -> None:
+    first = stack.create("deal", room_id, name="Original deal")
+    frame = open_tab(page, stack, room_id)
+    with page.context.expect_page() as opened:
+        frame.get_by_test_id("deal-name").click()
+    crm = opened.value
+    expect(crm.get_by_test_id("crm-name")).to_have_text("Original deal")
+
+    # E5: a newer deal replaces the preview; the open tab is about its own record.
+    stack.create("deal", room_id, creator_flag="agentic_ai", name="Newer deal")
+    expect(frame.get_by_test_id("deal-name")).to_have_text("Newer deal")
+    crm.reload()
+    expect(crm.get_by_test_id("crm-name")).to_have_text("Original deal")
+    expect(crm.get_by_test_id("crm-id")).to_have_text(first["id"])
+
+    # E6: the record is deleted while its tab is open: a reload says so, no broken page.
+    assert stack.api.delete(f"/deals/{first['id']}").status_code == 204
+    response = crm.reload()
+    assert response is not None and response.status == 404
+    expect(crm.get_by_test_id("crm-problem")).to_contain_text("This record was deleted")
+    expect(crm.get_by_test_id("crm-record")).to_have_count(0)
+    crm.close()

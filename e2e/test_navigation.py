@@ -29,7 +29,7 @@ def test_ac1_ac2_deal_name_opens_the_crm_record_in_a_new_tab(page: Page, stack: 
     expect(crm.get_by_test_id("crm-name")).to_have_text("Projector lease")
     expect(crm.get_by_test_id("crm-id")).to_have_text(deal["id"])
     expect(crm.get_by_test_id("crm-creator")).to_have_text("Bot")
-    assert crm.evaluate("window.opener") is None  # noopener: the CRM tab can't steer the chat tab
+    assert crm.evaluate("window.opener === null"), "noopener: the CRM tab must not reach the chat tab"
     # AC-2: the chat tab did not move and kept its state.
     page.bring_to_front()
     assert page.url == host_url
@@ -138,3 +138,17 @@ def test_names_do_nothing_once_the_token_expired(
     assert new_pages == []
     assert page.url == token["embed_url"]
     assert stack.api.get(f"/deals/{deal['id']}").status_code == 200
+
+
+def test_external_url_is_where_the_name_leads(page: Page, stack: Stack, room_id: str) -> None:
+    """S02 data field external_url: when the creator gave one, the new tab opens it."""
+    target = f"{stack.host_url}/healthz?deal=external"
+    stack.create("deal", room_id, name="Deal with its own page", external_url=target)
+    frame = open_tab(page, stack, room_id)
+    expect(frame.get_by_test_id("deal-name")).to_have_attribute("href", target)
+
+    with page.context.expect_page() as opened:
+        frame.get_by_test_id("deal-name").click()
+    opened.value.wait_for_load_state()
+    assert opened.value.url == target
+    expect(opened.value.locator("body")).to_contain_text('"ok"')

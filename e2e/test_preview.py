@@ -216,3 +216,30 @@ def test_host_screenshot_with_deal_and_ticket(page: Page, stack: Stack) -> None:
     expect(frame.get_by_test_id("ticket-name")).to_be_visible()
     save_screenshot(dark.get_by_test_id("deal-ticket-frame"), "screenshot-component-dark.png")
     dark.close()
+
+
+def test_tab_grows_and_shrinks_with_its_content(page: Page, stack: Stack, room_id: str) -> None:
+    """The component reports its height (postMessage "resize") and the host sizes the
+    frame: the previews are never cut off or scrolled inside the tab."""
+    frame = open_tab(page, stack, room_id)
+    iframe = page.get_by_test_id("deal-ticket-frame")
+    expect(frame.get_by_test_id("empty-state")).to_be_visible()
+    empty_height = iframe.evaluate("el => el.getBoundingClientRect().height")
+    fits = "() => document.documentElement.scrollHeight <= window.innerHeight"
+
+    deal = stack.create("deal", room_id, name="Tall content")
+    stack.create("ticket", room_id, name="More tall content")
+    expect(frame.get_by_test_id("ticket-name")).to_be_visible()
+    page.wait_for_function(
+        "([el, h]) => el.getBoundingClientRect().height > h", arg=[iframe.element_handle(), empty_height]
+    )
+    content = iframe.element_handle().content_frame()
+    content.wait_for_function(fits)
+    full_height = iframe.evaluate("el => el.getBoundingClientRect().height")
+
+    assert stack.api.delete(f"/deals/{deal['id']}").status_code == 204
+    expect(frame.get_by_test_id("deal-preview")).to_have_count(0)
+    page.wait_for_function(
+        "([el, h]) => el.getBoundingClientRect().height < h", arg=[iframe.element_handle(), full_height]
+    )
+    content.wait_for_function(fits)
