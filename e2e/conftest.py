@@ -49,15 +49,6 @@ def own_stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def short_token_stack(tmp_path: Path) -> Iterator[Stack]:
-    """A stack whose embed tokens live 3 s (``TOKEN_MAX_AGE``), so the host's own
-    tokens expire during a test."""
-    running = start_stack(tmp_path, token_max_age=3)
-    yield running
-    running.close()
-
-
-@pytest.fixture
 def room_id(request: pytest.FixtureRequest) -> str:
     """A fresh room per test, so tests never see each other's records."""
     return f"e2e-{next(_rooms)}-{request.node.name[:40].replace('[', '-').replace(']', '')}"
