@@ -56,6 +56,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "secret_keys": "test-key-0123456789abcdef",
         "public_url": "http://127.0.0.1:8000",
         "log_format": "json",
+        "rate_limit": 0,  # tests drive bursts; tests/test_limits.py turns it on
         **overrides,
     }
     return load_settings(**values)
