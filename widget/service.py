@@ -10,7 +10,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -37,6 +37,7 @@ from widget.tokens import EMBED, Signer, hash_api_key, new_api_key
 Clock = Callable[[], int]  # µs since the epoch, UTC
 CONTACT_LOOKUP_TIMEOUT = 1.0
 INVALID_CONTACT_IDS = {"", "0", "null"}
+ID_PREFIX = {"deal": "de", "ticket": "tk"}
 
 
 def system_clock() -> int:
@@ -159,7 +160,7 @@ class Service:
         company_id = company["id"]
         fields = body.model_dump(exclude={"contact_id"})
         contact_id, failure = await self._resolve_contact(company_id, body.contact_id)
-        record_id = new_id(kind[:2] if kind == "deal" else "tk")
+        record_id = new_id(ID_PREFIX[kind])
         flag = body.creator_flag
         from_actor = flag in CREATORS
         timeline = None
@@ -213,36 +214,38 @@ class Service:
             raise not_found(kind)
         return record_out(kind, row, self.settings.public_url)
 
-    async def patch_record(self, kind: str, company: Row, record_id: str, changes: Row) -> dict[str, Any]:
+    async def _change_record(
+        self, kind: str, company: Row, record_id: str, action: str,
+        write: Callable[[bool], Awaitable[Change]],
+    ) -> Row:
+        """The shared path of an update and a delete: 404 for a missing record, the
+        actor filter, Omnichannel notification only for bot/AI records in a room,
+        and publishing the room if what it shows changed."""
         current = await self.store.get_record(kind, company["id"], record_id)
         if current is None:
             raise not_found(kind)
         from_actor = current["creator_flag"] in CREATORS
-        notify = from_actor and bool(current["room_id"]) and bool(company["omnichannel_url"])
-        change = await self.store.patch_record(
-            kind, company["id"], record_id, changes, now=self.now(), notify=notify
-        )
-        if change.record is None:
+        change = await write(from_actor and bool(current["room_id"]) and bool(company["omnichannel_url"]))
+        if change.record is None:  # deleted meanwhile
             raise not_found(kind)
         if not from_actor:
-            self._actor_filtered(company["id"], kind, record_id, "update", current["creator_flag"])
+            self._actor_filtered(company["id"], kind, record_id, action, current["creator_flag"])
         await self._publish(company["id"], current["room_id"], change.room)
-        return record_out(kind, change.record, self.settings.public_url)
+        return change.record
+
+    async def patch_record(self, kind: str, company: Row, record_id: str, changes: Row) -> dict[str, Any]:
+        record = await self._change_record(
+            kind, company, record_id, "update",
+            lambda notify: self.store.patch_record(
+                kind, company["id"], record_id, changes, now=self.now(), notify=notify),
+        )
+        return record_out(kind, record, self.settings.public_url)
 
     async def delete_record(self, kind: str, company: Row, record_id: str) -> None:
-        current = await self.store.get_record(kind, company["id"], record_id)
-        if current is None:
-            raise not_found(kind)
-        from_actor = current["creator_flag"] in CREATORS
-        notify = from_actor and bool(current["room_id"]) and bool(company["omnichannel_url"])
-        change: Change = await self.store.delete_record(
-            kind, company["id"], record_id, now=self.now(), notify=notify
+        await self._change_record(
+            kind, company, record_id, "delete",
+            lambda notify: self.store.delete_record(kind, company["id"], record_id, now=self.now(), notify=notify),
         )
-        if change.record is None:
-            raise not_found(kind)
-        if not from_actor:
-            self._actor_filtered(company["id"], kind, record_id, "delete", current["creator_flag"])
-        await self._publish(company["id"], current["room_id"], change.room)
 
     async def timeline(self, kind: str, company: Row, record_id: str) -> list[dict[str, Any]]:
         if await self.store.get_record(kind, company["id"], record_id) is None:
