@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import FakeClock, new_tenant
+from tests.conftest import FakeClock, Tenant, new_tenant
 from tests.helpers import assert_error, deal, ticket
 from widget.service import Service
 
@@ -169,3 +169,17 @@ async def test_same_key_while_the_first_is_still_running_is_409(
     assert done.status_code == 201 and done.json()["contact_id"] == contact["id"]
     assert (await api.post("/api/v1/deals", json=body, headers=key("busy"))).json() == done.json()
     assert (await api.get("/api/v1/rooms/r-1")).json()["version"] == 1
+
+
+async def test_a_claim_left_by_a_crashed_request_is_given_up_after_a_minute(
+    api: httpx.AsyncClient, service: Service, tenant: Tenant, clock: FakeClock
+) -> None:
+    # What a process that died mid-request leaves behind: a claim with no response.
+    now = service.now()
+    assert await service.store.idempotency_claim(
+        tenant.id, "/api/v1/deals", "crashed", "0" * 64, now, now, now) is None
+    assert_error(await api.post("/api/v1/deals", json=deal(), headers=key("crashed")), 409, "idempotency_conflict")
+    clock.advance(61)
+    retried = await api.post("/api/v1/deals", json=deal(), headers=key("crashed"))
+    assert retried.status_code == 201
+    assert (await api.post("/api/v1/deals", json=deal(), headers=key("crashed"))).json() == retried.json()

@@ -16,6 +16,8 @@ from widget.store import Row
 
 MAX_BODY = 64 * 1024
 IDEMPOTENCY_TTL = 24 * 3600 * 1_000_000  # µs
+# A request still "running" after this long died with its process: free its key.
+IDEMPOTENCY_ABANDONED = 60 * 1_000_000  # µs
 
 
 def _reject_constant(name: str) -> Any:
@@ -91,7 +93,9 @@ async def idempotent(
     route = request.url.path
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     body_hash = hashlib.sha256(canonical.encode()).hexdigest()
-    existing = await store.idempotency_claim(company["id"], route, key, body_hash, now, now - IDEMPOTENCY_TTL)
+    existing = await store.idempotency_claim(
+        company["id"], route, key, body_hash, now, now - IDEMPOTENCY_TTL, now - IDEMPOTENCY_ABANDONED
+    )
     if existing is not None:
         if existing["body_hash"] != body_hash:
             raise ApiError(409, "this Idempotency-Key was used with another body")

@@ -343,15 +343,20 @@ class Store:
     # -- idempotency --------------------------------------------------------
 
     async def idempotency_claim(
-        self, company_id: str, route: str, key: str, body_hash: str, now: int, expire_before: int
+        self, company_id: str, route: str, key: str, body_hash: str, now: int,
+        expire_before: int, abandon_before: int,
     ) -> Row | None:
         """Claim a key for a new request. Returns None if claimed, else the existing row
-        (``status`` None while the first request still runs)."""
+        (``status`` None while the first request still runs). A stored response expires
+        at ``expire_before``; a claim whose request never finished (a crashed process)
+        is given up at ``abandon_before``."""
         i = schema.idempotency_keys.c
         where = and_(i.company_id == company_id, i.route == route, i.key == key)
         async with self._write(company_id) as conn:
             existing = await self._one(select(schema.idempotency_keys).where(where), conn)
-            if existing is not None and existing["created_at"] >= expire_before:
+            if existing is not None and existing["created_at"] >= (
+                expire_before if existing["status"] is not None else abandon_before
+            ):
                 return existing
             await conn.execute(delete(schema.idempotency_keys).where(where))
             await conn.execute(
