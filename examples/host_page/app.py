@@ -11,26 +11,22 @@ It plays every party around the widget service (RFC section 1):
 - a fake **Chat Panel API** (``/chat-panel/…``, RFC section 8);
 - receivers for the **Omnichannel notifications** (``/omnichannel/…``, RFC section 9).
 
-Everything is in memory and belongs to one demo account (``company_id``).
+Everything is in memory and belongs to one demo account (``company_id``). This module
+holds the inbox and the app factory; ``context`` the configuration, state and HTTP
+helpers; ``simulator`` the Chatbot / Agentic AI player; ``fakes`` the Chat Panel API and
+the Omnichannel receivers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import hmac
-import json
 import os
-import time
-import uuid
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 from starlette.applications import Starlette
@@ -40,191 +36,51 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Message as AsgiMessage, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
+from examples.host_page.context import (
+    DEFAULT_AGENT,
+    DEFAULT_SECRET,
+    FLAG,
+    HERE,
+    LAST_PREFIX,
+    READY_TIMEOUT_MS,
+    WIDGET_TIMEOUT,
+    HostConfig,
+    HostError,
+    HostState,
+    Unreachable,
+    WidgetCalls,
+    describe_error,
+    host_config,
+    host_state,
+    origin_of,
+    read_json_object,
+    record_summary,
+    text_field,
+    widget_client,
+)
 from examples.host_page.demo import (
     DEAL_PIPELINES,
     DEAL_STAGES,
-    ROOM_ID,
     SENDER_LABELS,
     TICKET_STATUSES,
     Message,
     Room,
-    adhoc_room,
     demo_rooms,
     rfc3339,
 )
-
-HERE = Path(__file__).resolve().parent
-FLAG = "deal_ticket_tab"
-DEFAULT_AGENT = "agent-1"
-DEFAULT_SECRET = "demo-omnichannel-secret"
-READY_TIMEOUT_MS = 8000
-MAX_BODY = 64 * 1024
-MAX_ADHOC_ROOMS = 200
-MAX_RECEIVED = 500
-LAST_PREFIX = {"agent": "You: ", "bot": "Bot: ", "agentic_ai": "AI: "}
-WIDGET_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
-
-
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-# -- configuration and in-memory state ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class HostConfig:
-    widget_url: str
-    widget_api_url: str
-    api_key: str
-    company_id: str
-    account_name: str
-    omnichannel_secret: str
-    signature_tolerance: int  # seconds; 0 disables the timestamp check
-
-
-@dataclass
-class HostState:
-    rooms: dict[str, Room]
-    adhoc: OrderedDict[str, Room] = field(default_factory=OrderedDict)
-    flags: dict[str, bool] = field(default_factory=lambda: {FLAG: False})
-    contacts: dict[str, str] = field(default_factory=dict)  # room id -> CRM contact id
-    contact_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    received: list[dict[str, Any]] = field(default_factory=list)
-    received_by_event: dict[str, dict[str, Any]] = field(default_factory=dict)
-    widget: httpx.AsyncClient | None = None
-
-    def room(self, room_id: str, *, create: bool) -> Room | None:
-        """A demo room, or an ad-hoc QA room (made on first view when ``create``)."""
-        if room_id in self.rooms:
-            return self.rooms[room_id]
-        if room_id in self.adhoc:
-            return self.adhoc[room_id]
-        if not create or not ROOM_ID.fullmatch(room_id):
-            return None
-        room = adhoc_room(room_id, datetime.now(UTC))
-        self.adhoc[room_id] = room
-        while len(self.adhoc) > MAX_ADHOC_ROOMS:
-            self.adhoc.popitem(last=False)
-        return room
-
-
-def _state(request: Request) -> HostState:
-    return request.app.state.host
-
-
-def _config(request: Request) -> HostConfig:
-    return request.app.state.config
-
-
-def _client(request: Request) -> httpx.AsyncClient:
-    client = _state(request).widget
-    if client is None:  # the lifespan did not run
-        raise RuntimeError("the host app's lifespan has not started")
-    return client
-
-
-# -- small HTTP helpers ---------------------------------------------------------------
-
-
-class HostError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-async def read_json_object(request: Request) -> dict[str, Any]:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise HostError(415, "send a JSON body (Content-Type: application/json)")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HostError(413, "body too large")
-    try:
-        data = json.loads(body or b"null")
-    except ValueError:
-        raise HostError(400, "malformed JSON") from None
-    if not isinstance(data, dict):
-        raise HostError(400, "the body must be a JSON object")
-    return data
-
-
-def _text(data: dict[str, Any], key: str, default: str, *, limit: int = 255) -> str:
-    value = data.get(key, default)
-    if value is None:
-        value = default
-    if not isinstance(value, str):
-        raise HostError(422, f"{key} must be a string")
-    if len(value) > limit:
-        raise HostError(422, f"{key} must be at most {limit} characters")
-    return value
-
-
-def _flag(data: dict[str, Any], key: str, default: bool) -> bool:
-    value = data.get(key, default)
-    if not isinstance(value, bool):
-        raise HostError(422, f"{key} must be true or false")
-    return value
-
-
-def describe_error(response: httpx.Response) -> str:
-    """One line from the widget's error body ``{"error": {code, message, details}}``."""
-    try:
-        error = response.json().get("error") or {}
-        text = f"{error.get('code', 'error')}: {error.get('message', '')}".rstrip(": ")
-        details = error.get("details") or []
-        if details:
-            text += " (" + "; ".join(f"{d.get('field')}: {d.get('message')}" for d in details) + ")"
-        return text
-    except (ValueError, AttributeError):
-        return (response.text or response.reason_phrase)[:200]
-
-
-class Unreachable(Exception):
-    pass
-
-
-class WidgetCalls:
-    """Calls to the widget's record API, each kept for the activity log."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-        self.calls: list[dict[str, Any]] = []
-
-    async def request(
-        self, method: str, path: str, *, json_body: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[httpx.Response, dict[str, Any]]:
-        """The response and its log entry (whose ``summary`` the caller may fill)."""
-        entry: dict[str, Any] = {"method": method, "path": path, "status": None, "error": None, "summary": None}
-        self.calls.append(entry)
-        sent = dict(headers or {})
-        if method == "POST":
-            sent.setdefault("Idempotency-Key", str(uuid.uuid4()))
-        try:
-            response = await self.client.request(method, path, json=json_body, headers=sent)
-        except httpx.HTTPError as exc:
-            entry["error"] = f"widget API unreachable ({type(exc).__name__})"
-            raise Unreachable(entry["error"]) from None
-        entry["status"] = response.status_code
-        if response.status_code >= 400:
-            entry["error"] = describe_error(response)
-        return response, entry
-
-    @property
-    def ok(self) -> bool:
-        return all(c["status"] is not None and c["status"] < 400 for c in self.calls)
-
-
-def _record_summary(kind: str, record: dict[str, Any]) -> dict[str, Any]:
-    keys = ["id", "name", "creator", "creator_flag", "room_id", "contact_id", "source", "url"]
-    keys += ["stage", "pipeline"] if kind == "deal" else ["unique_id", "status"]
-    return {"kind": kind, **{k: record.get(k) for k in keys}}
-
+from examples.host_page.fakes import (
+    chat_panel_messages,
+    chat_panel_room,
+    omnichannel_clear,
+    omnichannel_receive,
+    omnichannel_received,
+)
+from examples.host_page.simulator import (
+    simulate,
+)
 
 # -- security headers -------------------------------------------------------------------
 
@@ -324,7 +180,7 @@ async def mint_embed_token(request: Request, room_id: str, view: View) -> dict[s
     if view.ttl is not None:
         body["ttl_seconds"] = view.ttl
     try:
-        response = await _client(request).post("/api/v1/embed-tokens", json=body)
+        response = await widget_client(request).post("/api/v1/embed-tokens", json=body)
     except httpx.HTTPError as exc:
         raise HostError(502, f"widget API unreachable ({type(exc).__name__})") from None
     if response.status_code != 201:
@@ -354,7 +210,7 @@ def _message_view(message: Message) -> dict[str, Any]:
 
 
 async def _infobar_context(request: Request, room: Room, view: View) -> dict[str, Any]:
-    state, config = _state(request), _config(request)
+    state, config = host_state(request), host_config(request)
     enabled = state.flags[FLAG]
     embed: dict[str, Any] | None = None
     embed_error = None
@@ -381,7 +237,7 @@ async def _infobar_context(request: Request, room: Room, view: View) -> dict[str
 
 
 async def inbox(request: Request) -> Response:
-    state, config = _state(request), _config(request)
+    state, config = host_state(request), host_config(request)
     view = View.from_query(request)
     room_id = request.query_params.get("room") or next(iter(state.rooms))
     room = state.room(room_id, create=True)
@@ -419,7 +275,7 @@ async def inbox(request: Request) -> Response:
 async def infobar(request: Request) -> Response:
     """The info bar alone, for the flag toggle to swap in without a page reload."""
     view = View.from_query(request)
-    room = _state(request).room(request.query_params.get("room", ""), create=False)
+    room = host_state(request).room(request.query_params.get("room", ""), create=False)
     if room is None:
         return JSONResponse({"error": "unknown room"}, status_code=404)
     templates: Jinja2Templates = request.app.state.templates
@@ -440,23 +296,23 @@ async def healthz(request: Request) -> Response:
 
 
 async def get_flags(request: Request) -> Response:
-    return JSONResponse({"account": _config(request).company_id, "flags": dict(_state(request).flags)})
+    return JSONResponse({"account": host_config(request).company_id, "flags": dict(host_state(request).flags)})
 
 
 async def set_flag(request: Request) -> Response:
     name = request.path_params["name"]
-    state = _state(request)
+    state = host_state(request)
     if name not in state.flags:
         raise HostError(404, f"no flag {name!r}")
     data = await read_json_object(request)
     if not isinstance(data.get("enabled"), bool):
         raise HostError(422, "send {\"enabled\": true|false}")
     state.flags[name] = data["enabled"]
-    return JSONResponse({"account": _config(request).company_id, "flag": name, "enabled": state.flags[name]})
+    return JSONResponse({"account": host_config(request).company_id, "flag": name, "enabled": state.flags[name]})
 
 
 def _known_room(request: Request) -> Room:
-    room = _state(request).room(request.path_params["room_id"], create=False)
+    room = host_state(request).room(request.path_params["room_id"], create=False)
     if room is None:
         raise HostError(404, "unknown room (open it in the inbox first)")
     return room
@@ -465,7 +321,7 @@ def _known_room(request: Request) -> Room:
 async def room_embed_token(request: Request) -> Response:
     """A fresh embed token for the page (``token-expired`` and retry)."""
     room = _known_room(request)
-    if not _state(request).flags[FLAG]:
+    if not host_state(request).flags[FLAG]:
         raise HostError(403, "the deal_ticket_tab flag is off for this account")
     token = await mint_embed_token(request, room.id, View.from_query(request))
     return JSONResponse(token)
@@ -475,7 +331,7 @@ async def post_message(request: Request) -> Response:
     """The composer: an agent message, kept in memory (the Chat Panel API serves it)."""
     room = _known_room(request)
     data = await read_json_object(request)
-    text = _text(data, "text", "", limit=2000).strip()
+    text = text_field(data, "text", "", limit=2000).strip()
     if not text:
         raise HostError(422, "text must not be empty")
     message = Message("agent", "Alya Putri", text, datetime.now(UTC))
@@ -488,12 +344,12 @@ async def manual_deal(request: Request) -> Response:
     room = _known_room(request)
     data = await read_json_object(request)
     body = {
-        "name": _text(data, "name", ""),
-        "stage": _text(data, "stage", DEAL_STAGES[0]),
-        "pipeline": _text(data, "pipeline", DEAL_PIPELINES[0]),
+        "name": text_field(data, "name", ""),
+        "stage": text_field(data, "stage", DEAL_STAGES[0]),
+        "pipeline": text_field(data, "pipeline", DEAL_PIPELINES[0]),
         "room_id": room.id,
     }
-    calls = WidgetCalls(_client(request))
+    calls = WidgetCalls(widget_client(request))
     try:
         response, entry = await calls.request("POST", "/api/v1/deals", json_body=body)
     except Unreachable as exc:
@@ -502,317 +358,9 @@ async def manual_deal(request: Request) -> Response:
         message = f"Create Deal failed: {response.status_code} {entry['error']}"
         return JSONResponse({"ok": False, "message": message, "calls": calls.calls}, status_code=502)
     deal = response.json()
-    entry["summary"] = _record_summary("deal", deal)
+    entry["summary"] = record_summary("deal", deal)
     return JSONResponse({"ok": True, "message": f"Deal created: {deal['name']}", "deal": deal,
                          "calls": calls.calls}, status_code=201)
-
-
-# -- the simulator (Chatbot / Agentic AI) ------------------------------------------------
-
-
-@dataclass
-class SimOptions:
-    room: Room
-    use_room: bool
-    with_contact: bool
-    source: str
-    deal_name: str
-    deal_stage: str
-    deal_pipeline: str
-    ticket_name: str
-    ticket_status: str
-    backdate_seconds: int
-
-    @classmethod
-    def parse(cls, state: HostState, data: dict[str, Any]) -> SimOptions:
-        room_id = _text(data, "room_id", "")
-        room = state.room(room_id, create=False)
-        if room is None:
-            raise HostError(404, f"unknown room {room_id!r} (open it in the inbox first)")
-        backdate = data.get("backdate_seconds", 0) or 0
-        if isinstance(backdate, str) and backdate.strip().isdigit():
-            backdate = int(backdate)
-        if not isinstance(backdate, int) or isinstance(backdate, bool) or not 0 <= backdate <= 86_400 * 365:
-            raise HostError(422, "backdate_seconds must be a whole number of seconds ≥ 0")
-        return cls(
-            room=room,
-            use_room=_flag(data, "use_room", True),
-            with_contact=_flag(data, "with_contact", True),
-            source=_text(data, "source", "whatsapp"),
-            deal_name=_text(data, "deal_name", room.deal_name),
-            deal_stage=_text(data, "deal_stage", DEAL_STAGES[0]),
-            deal_pipeline=_text(data, "deal_pipeline", DEAL_PIPELINES[0]),
-            ticket_name=_text(data, "ticket_name", room.ticket_name),
-            ticket_status=_text(data, "ticket_status", TICKET_STATUSES[0]),
-            backdate_seconds=backdate,
-        )
-
-
-class SimOutcome(Exception):
-    """Stops an action with a message and a status (e.g. 409: nothing shown)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class Simulator:
-    def __init__(self, state: HostState, calls: WidgetCalls, opts: SimOptions) -> None:
-        self.state = state
-        self.calls = calls
-        self.opts = opts
-        self.records: list[dict[str, Any]] = []
-
-    async def contact_id(self) -> str:
-        """The room's demo contact, created once per room through the record API."""
-        room = self.opts.room
-        lock = self.state.contact_locks.setdefault(room.id, asyncio.Lock())
-        async with lock:
-            if room.id in self.state.contacts:
-                return self.state.contacts[room.id]
-            body: dict[str, Any] = {"name": room.customer}
-            if room.channel == "whatsapp":
-                body["phone"] = room.handle
-            if room.email:
-                body["email"] = room.email
-            response, entry = await self.calls.request("POST", "/api/v1/contacts", json_body=body)
-            if response.status_code != 201:
-                raise SimOutcome(502, f"could not create the demo contact: {entry['error']}")
-            contact = response.json()
-            entry["summary"] = {"kind": "contact", "id": contact["id"], "name": contact["name"]}
-            self.state.contacts[room.id] = contact["id"]
-            return contact["id"]
-
-    async def create(self, kind: str, creator: str | None, name_suffix: str = "", contact: str | None = None) -> None:
-        opts = self.opts
-        body: dict[str, Any]
-        if kind == "deal":
-            body = {"name": opts.deal_name + name_suffix, "stage": opts.deal_stage, "pipeline": opts.deal_pipeline}
-        else:
-            body = {"name": opts.ticket_name + name_suffix, "status": opts.ticket_status}
-        if creator:
-            body["creator_flag"] = creator
-        if opts.use_room:
-            body["room_id"] = opts.room.id
-        if opts.with_contact:
-            body["contact_id"] = contact if contact is not None else await self.contact_id()
-        if opts.source:
-            body["source"] = opts.source
-        headers = {}
-        if opts.backdate_seconds:
-            created = datetime.now(UTC) - timedelta(seconds=opts.backdate_seconds)
-            headers["X-Test-Clock"] = rfc3339(created)
-        response, entry = await self.calls.request("POST", f"/api/v1/{kind}s", json_body=body, headers=headers)
-        if response.status_code == 201:
-            record = _record_summary(kind, response.json())
-            entry["summary"] = record
-            self.records.append(record)
-
-    async def shown(self, kind: str) -> dict[str, Any]:
-        room_id = self.opts.room.id
-        response, entry = await self.calls.request("GET", f"/api/v1/rooms/{room_id}")
-        if response.status_code != 200:
-            raise SimOutcome(502, f"could not read the room: {entry['error']}")
-        snapshot = response.json()
-        entry["summary"] = {"kind": "room", "version": snapshot.get("version"),
-                                           "deal": (snapshot.get("deal") or {}).get("id"),
-                                           "ticket": (snapshot.get("ticket") or {}).get("id")}
-        record = snapshot.get(kind)
-        if not record:
-            raise SimOutcome(409, f"No {kind} is shown in room {room_id}: create one first")
-        return record
-
-    async def update(self, kind: str) -> None:
-        record = await self.shown(kind)
-        if kind == "deal":
-            cycle, key = DEAL_STAGES, "stage"
-        else:
-            cycle, key = TICKET_STATUSES, "status"
-        current = record.get(key)
-        following = cycle[(cycle.index(current) + 1) % len(cycle)] if current in cycle else cycle[0]
-        response, entry = await self.calls.request(
-            "PATCH", f"/api/v1/{kind}s/{record['id']}", json_body={key: following})
-        if response.status_code == 200:
-            summary = _record_summary(kind, response.json())
-            entry["summary"] = summary
-            self.records.append(summary)
-
-    async def delete(self, kind: str) -> None:
-        record = await self.shown(kind)
-        response, entry = await self.calls.request("DELETE", f"/api/v1/{kind}s/{record['id']}")
-        if response.status_code == 204:
-            summary = {"kind": kind, "id": record["id"], "name": record.get("name"), "deleted": True}
-            entry["summary"] = summary
-            self.records.append(summary)
-
-    async def two_at_once(self) -> None:
-        contact = await self.contact_id() if self.opts.with_contact else None
-        results = await asyncio.gather(
-            self.create("deal", "bot", " · Bot", contact),
-            self.create("deal", "agentic_ai", " · AI", contact),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-
-SIM_ACTIONS: dict[str, tuple[str, Callable[[Simulator], Awaitable[None]]]] = {
-    "deal-bot": ("Create deal as Bot", lambda s: s.create("deal", "bot")),
-    "deal-ai": ("Create deal as AI", lambda s: s.create("deal", "agentic_ai")),
-    "ticket-bot": ("Create ticket as Bot", lambda s: s.create("ticket", "bot")),
-    "ticket-ai": ("Create ticket as AI", lambda s: s.create("ticket", "agentic_ai")),
-    "deal-manual": ("Manual deal (no creator)", lambda s: s.create("deal", None)),
-    "update-deal": ("Update shown deal", lambda s: s.update("deal")),
-    "update-ticket": ("Update shown ticket", lambda s: s.update("ticket")),
-    "delete-deal": ("Delete shown deal", lambda s: s.delete("deal")),
-    "delete-ticket": ("Delete shown ticket", lambda s: s.delete("ticket")),
-    "two-at-once": ("Two creations at once", lambda s: s.two_at_once()),
-}
-
-
-async def simulate(request: Request) -> Response:
-    action = request.path_params["action"]
-    if action not in SIM_ACTIONS:
-        raise HostError(404, f"no simulator action {action!r}")
-    label, run = SIM_ACTIONS[action]
-    state = _state(request)
-    opts = SimOptions.parse(state, await read_json_object(request))
-    sim = Simulator(state, WidgetCalls(_client(request)), opts)
-    status, message = 200, ""
-    try:
-        await run(sim)
-    except Unreachable as exc:
-        status, message = 502, str(exc)
-    except SimOutcome as exc:
-        status, message = exc.status, exc.message
-    ok = status == 200 and sim.calls.ok
-    if status == 200 and not ok:
-        status = 502
-        message = next(c["error"] for c in sim.calls.calls if c["error"])
-    return JSONResponse(
-        {"action": action, "label": label, "ok": ok, "message": message or "done",
-         "room_id": opts.room.id, "calls": sim.calls.calls, "records": sim.records},
-        status_code=status,
-    )
-
-
-# -- fake Chat Panel API (RFC section 8) ------------------------------------------------
-
-
-def _chat_panel_room(request: Request) -> Room:
-    company = request.headers.get("x-company-id")
-    if not company:
-        raise HostError(400, "missing X-Company-Id")
-    room = _state(request).rooms.get(request.path_params["room_id"])
-    if company != _config(request).company_id or room is None:
-        raise HostError(404, "no such room")
-    if room.restricted:
-        raise HostError(403, "this room is restricted")
-    return room
-
-
-async def chat_panel_room(request: Request) -> Response:
-    room = _chat_panel_room(request)
-    return JSONResponse({"room_id": room.id})
-
-
-async def chat_panel_messages(request: Request) -> Response:
-    room = _chat_panel_room(request)
-    try:
-        limit = int(request.query_params.get("limit", "5"))
-    except ValueError:
-        raise HostError(400, "limit must be an integer") from None
-    limit = min(max(limit, 1), 100)
-    return JSONResponse({"messages": [m.to_json() for m in room.messages[-limit:]]})
-
-
-# -- Omnichannel notification receivers (RFC section 9) ---------------------------------
-
-
-def verify_signature(header: str | None, raw: bytes, secret: str, tolerance: int, now: float) -> str | None:
-    """None if ``t=<unix>,v1=<hex>`` signs ``"<t>.<raw body>"``; else why not."""
-    if not header:
-        return "missing X-Widget-Signature"
-    timestamp, signatures = None, []
-    for part in header.split(","):
-        key, _, value = part.strip().partition("=")
-        if key == "t":
-            timestamp = value
-        elif key == "v1":
-            signatures.append(value.lower())
-    if timestamp is None or not timestamp.isdigit() or not signatures:
-        return "malformed X-Widget-Signature"
-    if tolerance and abs(now - int(timestamp)) > tolerance:
-        return "X-Widget-Signature timestamp is outside the tolerance"
-    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
-    if not any(hmac.compare_digest(expected, s) for s in signatures):
-        return "bad X-Widget-Signature"
-    return None
-
-
-ACTIONS = {"POST": "created", "PUT": "updated", "DELETE": "deleted"}
-
-
-async def omnichannel_receive(request: Request) -> Response:
-    config, state = _config(request), _state(request)
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise HostError(413, "body too large")
-    problem = verify_signature(request.headers.get("x-widget-signature"), raw,
-                               config.omnichannel_secret, config.signature_tolerance, time.time())
-    if problem:
-        return JSONResponse({"error": {"code": "unauthorized", "message": problem}}, status_code=401)
-    event_id = request.headers.get("x-widget-event-id", "").strip()
-    if not event_id:
-        raise HostError(400, "missing X-Widget-Event-Id")
-    try:
-        body = json.loads(raw) if raw else {}
-    except ValueError:
-        raise HostError(400, "malformed JSON") from None
-    if not isinstance(body, dict):
-        raise HostError(400, "the body must be a JSON object")
-    if event_id in state.received_by_event:
-        entry = state.received_by_event[event_id]
-        entry["deliveries"] += 1
-        return JSONResponse({"status": "duplicate", "event_id": event_id})
-    kind = "deal" if request.url.path.startswith("/omnichannel/deals") else "ticket"
-    record_id = request.path_params.get("id") or body.get("external_id") or body.get("crm_ticket_id")
-    entry = {
-        "event_id": event_id,
-        "kind": kind,
-        "action": ACTIONS[request.method],
-        "method": request.method,
-        "path": request.url.path,
-        "record_id": record_id,
-        "room_id": body.get("room_id"),
-        "body": body,
-        "received_at": rfc3339(datetime.now(UTC)),
-        "deliveries": 1,
-    }
-    state.received.append(entry)
-    state.received_by_event[event_id] = entry
-    while len(state.received) > MAX_RECEIVED:
-        dropped = state.received.pop(0)
-        state.received_by_event.pop(dropped["event_id"], None)
-    return JSONResponse({"status": "received", "event_id": event_id})
-
-
-async def omnichannel_received(request: Request) -> Response:
-    state = _state(request)
-    events = state.received
-    room = request.query_params.get("room")
-    if room:
-        events = [e for e in events if e["room_id"] == room]
-    return JSONResponse({"count": len(events), "events": events})
-
-
-async def omnichannel_clear(request: Request) -> Response:
-    state = _state(request)
-    state.received.clear()
-    state.received_by_event.clear()
-    return Response(status_code=204)
 
 
 # -- the application ----------------------------------------------------------------------
