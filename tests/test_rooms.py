@@ -19,7 +19,6 @@ from tests.helpers import (
     deal,
     next_message,
     no_message,
-    ticket,
 )
 from widget.broker import room_channel
 from widget.service import Service
