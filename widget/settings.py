@@ -15,7 +15,15 @@ from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+CHECKOUT = PACKAGE.parent
+
+
+def _assets(name: str) -> Path:
+    """``templates`` / ``static``: inside the package when installed from a wheel,
+    else at the top of the checkout."""
+    shipped = PACKAGE / name
+    return shipped if shipped.is_dir() else CHECKOUT / name
 log = logging.getLogger("widget")
 
 
@@ -48,8 +56,8 @@ class Settings(BaseSettings):
     rate_limit: float = 50.0
     # Additions (documented in README): where templates/static live, and the
     # test-only clock header used to simulate records that arrive late (E1).
-    templates_dir: Path = CHECKOUT / "templates"
-    static_dir: Path = CHECKOUT / "static"
+    templates_dir: Path = _assets("templates")
+    static_dir: Path = _assets("static")
     test_clock: bool = False
 
     @field_validator("secret_keys", mode="before")
