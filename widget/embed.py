@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from widget import logs
 from widget.bodies import read_json
 from widget.errors import ApiError, not_found
 from widget.models import CREATORS, OpenIn, TelemetryIn, parse, rfc3339
@@ -77,8 +76,7 @@ async def open_record(request: Request) -> Response:
     name = f"{body.kind}_preview_clicked"
     props = {"room_id": claims["room_id"], f"{body.kind}_id": body.id, "agent_id": claims["agent_id"],
              "timestamp": rfc3339(service.now())}
-    logs.event(name, company_id=claims["company"], **props)
-    await service.store.record_event(claims["company"], name, props, service.now())
+    await service.track(claims["company"], name, props)
     return JSONResponse({"url": url})
 
 
@@ -96,10 +94,7 @@ async def telemetry(request: Request) -> Response:
              "creator_source": record["creator_flag"], "agent_id": claims["agent_id"],
              "timestamp": rfc3339(service.now())}
     dedupe = f"displayed:{body.kind}:{body.id}:{claims['agent_id']}"
-    if await service.store.record_event(claims["company"], name, props, service.now(), dedupe):
-        logs.event(name, company_id=claims["company"], **props)
-    else:
-        logs.log.debug("repeat display of %s %s", body.kind, body.id)
+    await service.track(claims["company"], name, props, dedupe)
     return Response(status_code=204)
 
 

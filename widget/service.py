@@ -201,8 +201,7 @@ class Service:
                 "contact_id_present": body.contact_id is not None, "source": body.source,
                 "timestamp": rfc3339(record["created_at"]),
             }
-            logs.event(name, company_id=company_id, **props)
-            await self.store.record_event(company_id, name, props, self.now())
+            await self.track(company_id, name, props)
         else:
             self._actor_filtered(company_id, kind, record_id, "create", flag)
         await self._publish(company_id, body.room_id, change.room)
@@ -266,6 +265,13 @@ class Service:
 
     def room_url(self, room_id: str) -> str:
         return self.settings.omnichannel_room_url.replace("{room_id}", quote(room_id, safe=""))
+
+    async def track(self, company_id: str, name: str, props: Row, dedupe: str | None = None) -> None:
+        """A PRD product event: stored for /stats and logged, once per ``dedupe`` key."""
+        if await self.store.record_event(company_id, name, props, self.now(), dedupe):
+            logs.event(name, company_id=company_id, **props)
+        else:
+            logs.log.debug("repeat %s (%s)", name, dedupe)
 
     @staticmethod
     def _actor_filtered(company_id: str, kind: str, record_id: str, action: str, flag: str | None) -> None:
