@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -113,9 +114,10 @@ def _session_claims(service: Service, request: Request, kind: str, record_id: st
 async def crm_record(request: Request, kind: str) -> Response:
     service: Service = request.app.state.service
     record_id = request.path_params["id"]
-    strings = strings_for(request.query_params.get("lang"))
+    lang = request.query_params.get("lang")
+    lang = lang if lang in LANGUAGES else "en"
     claims, session = _session_claims(service, request, kind, record_id)
-    context: dict[str, Any] = {"s": strings, "kind": kind, "record": None, "lang": "en"}
+    context: dict[str, Any] = {"s": strings_for(lang), "kind": kind, "record": None, "lang": lang}
     if claims is None:
         return _render(request, "crm_record.html", {**context, "problem": "link_invalid"}, 401, "'none'")
     row = await service.store.get_record(kind, claims["company"], record_id)
@@ -135,16 +137,8 @@ async def crm_record(request: Request, kind: str) -> Response:
     return response
 
 
-async def crm_deal(request: Request) -> Response:
-    return await crm_record(request, "deal")
-
-
-async def crm_ticket(request: Request) -> Response:
-    return await crm_record(request, "ticket")
-
-
 routes = [
     Route("/embed/rooms/{room_id}", component, methods=["GET"]),
-    Route("/crm/deals/{id}", crm_deal, methods=["GET"]),
-    Route("/crm/tickets/{id}", crm_ticket, methods=["GET"]),
+    Route("/crm/deals/{id}", partial(crm_record, kind="deal"), methods=["GET"]),
+    Route("/crm/tickets/{id}", partial(crm_record, kind="ticket"), methods=["GET"]),
 ]
