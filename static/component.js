@@ -27,6 +27,11 @@
   let noticeTimer = 0;
   const displayed = new Set();
 
+  // The current token travels with every call (it changes when the host hands over a new one).
+  function endpoint(name) {
+    return base + "/" + name + "?token=" + encodeURIComponent(token);
+  }
+
   // -- host page ---------------------------------------------------------------
 
   function post(type, extra) {
@@ -87,7 +92,7 @@
     if (!record || displayed.has(kind + ":" + record.id)) return;
     displayed.add(kind + ":" + record.id);
     const body = JSON.stringify({ event: "displayed", kind: kind, id: record.id });
-    const url = base + "/telemetry?token=" + encodeURIComponent(token);
+    const url = endpoint("telemetry");
     if (!(navigator.sendBeacon && navigator.sendBeacon(url, body))) {
       fetch(url, { method: "POST", body: body, headers: { "Content-Type": "text/plain" }, keepalive: true })
         .catch(() => {});
@@ -125,7 +130,7 @@
   function connect(resume) {
     stop();
     firstMessage = true;
-    let url = base + "/events?token=" + encodeURIComponent(token);
+    let url = endpoint("events");
     if (resume && shown) url += "&last_event_id=" + shown.version;
     source = new EventSource(url);
     source.addEventListener("open", () => {
@@ -158,7 +163,7 @@
     failures += 1;
     let response = null;
     try {
-      response = await fetch(base + "/state?token=" + encodeURIComponent(token), { cache: "no-store" });
+      response = await fetch(endpoint("state"), { cache: "no-store" });
     } catch (_) {
       response = null; // unreachable
     }
@@ -196,7 +201,7 @@
     const id = link.closest("[data-id]").dataset.id;
     let response;
     try {
-      response = await fetch(base + "/open?token=" + encodeURIComponent(token), {
+      response = await fetch(endpoint("open"), {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ kind: kind, id: id }),
