@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from examples.host_page.app import create_host_app
-from tests.conftest import LiveServer, Tenant, free_port, make_settings, seed_company
+from tests.support import LiveServer, Tenant, free_port, make_settings, seed_company
 from widget.app import create_app
 
 CHROMIUM = "/usr/bin/chromium"

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, Tenant, new_tenant
+from tests.support import LiveServer, Tenant, new_tenant
 from tests.helpers import assert_error, deal, detail, ticket
 from widget.service import Service
 

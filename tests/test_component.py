@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import FakeClock, Tenant, new_tenant
+from tests.support import FakeClock, Tenant, new_tenant
 from widget.service import Service
 
 DEAL = {"name": "Laptop order", "stage": "New", "pipeline": "Sales", "creator_flag": "bot", "room_id": "room-1"}

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import widget.service
-from tests.conftest import WidgetLog, new_tenant
+from tests.support import WidgetLog, new_tenant
 from tests.helpers import assert_error, body_for
 from widget.service import Service
 

@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import FakeClock, Tenant, new_tenant
+from tests.support import FakeClock, Tenant, new_tenant
 from tests.helpers import assert_error, deal, ticket
 from widget.service import Service
 

@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 
-from tests.conftest import FakeClock, make_settings, new_tenant
+from tests.support import FakeClock, make_settings, new_tenant
 from widget.app import create_app
 from widget.ratelimit import RateLimiter
 

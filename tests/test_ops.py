@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import Tenant
+from tests.support import Tenant
 from tests.helpers import assert_error
 
 RFC_PATHS = {

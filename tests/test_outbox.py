@@ -8,7 +8,7 @@ import json
 
 import httpx
 
-from tests.conftest import Tenant
+from tests.support import Tenant
 from tests.helpers import deal, ticket
 from widget.service import Service
 

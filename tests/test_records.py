@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import T0, Clocked, FakeClock, make_settings, new_tenant
+from tests.support import T0, Clocked, FakeClock, make_settings, new_tenant
 from tests.helpers import DEAL_KEYS, RFC3339_US, TICKET_KEYS, assert_error, body_for, deal, ticket
 from widget.app import create_app
 from widget.models import rfc3339, to_micros

@@ -10,7 +10,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Clocked
+from tests.support import Clocked
 from widget.models import rfc3339
 
 ROOM_SEQ = itertools.count()

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import Clocked, WidgetLog, new_tenant
+from tests.support import Clocked, WidgetLog, new_tenant
 from tests.helpers import (
     DEAL_PREVIEW_KEYS,
     TICKET_PREVIEW_KEYS,

@@ -2,7 +2,7 @@
 
 import httpx
 
-from tests.conftest import LiveServer, Tenant
+from tests.support import LiveServer, Tenant
 
 
 def test_happy_path_over_real_http(live: tuple[LiveServer, Tenant]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import T0, FakeClock, make_settings, new_tenant
+from tests.support import T0, FakeClock, make_settings, new_tenant
 from tests.helpers import deal, next_message, no_message
 from widget.app import create_app
 from widget.broker import create_broker, room_channel

@@ -13,7 +13,7 @@ import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 from starlette.applications import Starlette
 
-from tests.conftest import FakeClock, LiveServer, Tenant
+from tests.support import FakeClock, LiveServer, Tenant
 from widget.broker import room_channel
 from widget.service import Service
 from widget.stream import room_events
@@ -137,7 +137,7 @@ def test_subscription_is_released_when_the_client_goes_away(live: tuple[LiveServ
 
 
 def test_pings_keep_an_idle_stream_alive(tmp_path, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import make_settings, seed_company
+    from tests.support import make_settings, seed_company
     from widget.app import create_app
 
     settings = make_settings(tmp_path, sse_ping=0.2)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from tests.conftest import T0, FakeClock, LiveServer, Tenant, WidgetLog, make_settings, new_tenant
+from tests.support import T0, FakeClock, LiveServer, Tenant, WidgetLog, make_settings, new_tenant
 from tests.helpers import assert_error
 from widget import logs
 from widget.app import create_app
