@@ -104,7 +104,7 @@ def open_tab(page: Page, stack: Stack, room_id: str, *, wait_stream: bool = True
 
 def subscribers(stack: Stack, room_id: str) -> int:
     """Open streams of the room on the widget server (its in-process broker)."""
-    return stack.widget.app.state.service.broker.subscriber_count(room_channel(stack.tenant.id, room_id))
+    return stack.widget.app.state.runtime.broker.subscriber_count(room_channel(stack.tenant.id, room_id))
 
 
 def wait_subscribed(stack: Stack, room_id: str, count: int = 1, timeout: float = 10) -> None:

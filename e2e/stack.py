@@ -1,5 +1,5 @@
 """The two servers an e2e scenario needs, as in production on two sites: the widget
-service on 127.0.0.1 and the example host (playing Omnichannel) on localhost."""
+runtime on 127.0.0.1 and the example host (playing Omnichannel) on localhost."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class Stack:
 
     def restart_widget(self) -> None:
         """The CRM comes back: a new app on the same settings, database and port."""
-        settings = self.widget.app.state.service.settings
+        settings = self.widget.app.state.runtime.settings
         self.widget = LiveServer(create_app(settings), port=self.widget.port).__enter__()
 
     def close(self) -> None:

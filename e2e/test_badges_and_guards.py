@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from e2e.conftest import ensure_flag, expect_state, open_tab
 from e2e.stack import Stack
-from widget.embed import crm_link
+from widget.embed_tokens import crm_link
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -76,8 +76,8 @@ def test_s06_ac3_no_creator_flag_keeps_the_default_label_and_never_reaches_the_t
     for kind, record in (("deal", plain), ("deal", odd), ("ticket", plain_ticket)):
         got = stack.api.get(f"/{kind}s/{record['id']}").json()
         assert got["creator"] == "API", got
-    service = stack.widget.app.state.service  # such records never reach /open: sign the link here
-    url = crm_link(service, {"company": stack.tenant.id, "agent_id": "manager-1"}, "deal", plain["id"])
+    runtime = stack.widget.app.state.runtime  # such records never reach /open: sign the link here
+    url = crm_link(runtime, {"company": stack.tenant.id, "agent_id": "manager-1"}, "deal", plain["id"])
     crm = page.context.new_page()
     crm.goto(url)
     expect(crm.get_by_test_id("crm-name")).to_have_text("Plain API deal")

@@ -24,7 +24,7 @@ from tests.support import (
     seed_company,
 )
 from widget.app import create_app
-from widget.service import Service
+from widget.runtime import Runtime
 from widget.settings import Settings
 
 
@@ -45,8 +45,8 @@ async def app(settings: Settings, clock: FakeClock) -> AsyncIterator[Starlette]:
 
 
 @pytest.fixture
-def service(app: Starlette) -> Service:
-    return app.state.service
+def runtime(app: Starlette) -> Runtime:
+    return app.state.runtime
 
 
 @pytest.fixture
@@ -56,8 +56,8 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def tenant(service: Service) -> Tenant:
-    return await new_tenant(service)
+async def tenant(runtime: Runtime) -> Tenant:
+    return await new_tenant(runtime)
 
 
 @pytest.fixture
@@ -89,10 +89,10 @@ def widget_log(app: Starlette, caplog: pytest.LogCaptureFixture) -> Iterator[Wid
 @pytest.fixture
 async def clocked(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Clocked]:
     async with running_app(make_settings(tmp_path, test_clock=True), clock) as application:
-        service = application.state.service
-        tenant = await new_tenant(service)
+        runtime = application.state.runtime
+        tenant = await new_tenant(runtime)
         async with asgi_client(application, headers=tenant.headers) as http:
-            yield Clocked(application, service, tenant, http, clock)
+            yield Clocked(application, runtime, tenant, http, clock)
 
 
 @pytest.fixture(autouse=True)

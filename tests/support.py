@@ -24,9 +24,10 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from widget import companies
 from widget.app import create_app
 from widget.models import to_micros
-from widget.service import Service
+from widget.runtime import Runtime
 from widget.settings import Settings, load_settings
 
 T0 = to_micros(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
@@ -81,9 +82,9 @@ def asgi_client(application: Starlette, **options: Any) -> httpx.AsyncClient:
 
 
 async def new_tenant(
-    service: Service, company_id: str = "acme", frame_origins: list[str] | None = None
+    runtime: Runtime, company_id: str = "acme", frame_origins: list[str] | None = None
 ) -> Tenant:
-    row, key = await service.create_company(company_id, company_id.title(), frame_origins or DEFAULT_ORIGINS)
+    row, key = await companies.create_company(runtime, company_id, company_id.title(), frame_origins or DEFAULT_ORIGINS)
     return Tenant(row["id"], key)
 
 
@@ -136,7 +137,7 @@ def seed_company(
 
     async def work() -> Tenant:
         async with running_app(settings) as application:
-            return await new_tenant(application.state.service, company_id, frame_origins)
+            return await new_tenant(application.state.runtime, company_id, frame_origins)
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, work()).result()
@@ -170,7 +171,7 @@ class Clocked:
     """An app whose settings enable the ``X-Test-Clock`` header (E1 scenarios)."""
 
     app: Starlette
-    service: Service
+    runtime: Runtime
     tenant: Tenant
     http: httpx.AsyncClient
     clock: FakeClock

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support import LiveServer, Tenant, new_tenant
 from tests.helpers import assert_error, deal, detail, ticket
-from widget.service import Service
+from widget.runtime import Runtime
 
 JSON = {"Content-Type": "application/json"}
 BIG = 64 * 1024
@@ -162,9 +162,9 @@ async def test_unknown_contact_is_404(api: httpx.AsyncClient) -> None:
 
 
 async def test_other_companys_objects_answer_404_not_403(
-    api: httpx.AsyncClient, service: Service, client: httpx.AsyncClient
+    api: httpx.AsyncClient, runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
-    other = await new_tenant(service, "globex")
+    other = await new_tenant(runtime, "globex")
     contact = (await api.post("/api/v1/contacts", json={"name": "Budi"})).json()
     d = (await api.post("/api/v1/deals", json=deal(room_id="r-1", creator_flag="bot"))).json()
     t = (await api.post("/api/v1/tickets", json=ticket(room_id="r-1", creator_flag="bot"))).json()

@@ -16,7 +16,7 @@ import pytest
 from widget.cli import main
 from widget.settings import load_settings
 from widget.tokens import EMBED, Signer
-from widget.service import system_clock
+from widget.runtime import system_clock
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 

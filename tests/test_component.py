@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.support import FakeClock, Tenant, new_tenant
-from widget.service import Service
+from widget.runtime import Runtime
 
 DEAL = {"name": "Laptop order", "stage": "New", "pipeline": "Sales", "creator_flag": "bot", "room_id": "room-1"}
 TICKET = {"name": "Refund", "status": "Open", "creator_flag": "agentic_ai", "room_id": "room-1"}
@@ -199,7 +199,7 @@ async def test_open_validates_its_body(api: httpx.AsyncClient) -> None:
 
 
 async def test_telemetry_counts_a_display_once_per_record_and_agent(
-    api: httpx.AsyncClient, service: Service, tenant: Tenant
+    api: httpx.AsyncClient, runtime: Runtime, tenant: Tenant
 ) -> None:
     deal = (await api.post("/api/v1/deals", json=DEAL)).json()
     beacon = '{"event": "displayed", "kind": "deal", "id": "%s"}' % deal["id"]
@@ -210,7 +210,7 @@ async def test_telemetry_counts_a_display_once_per_record_and_agent(
     other_agent = await mint(api, agent_id="agent-8")
     await api.post(f"/embed/rooms/room-1/telemetry?token={other_agent}", content=beacon,
                    headers={"Content-Type": "text/plain"})
-    counts = await service.store.event_counts(tenant.id, 0, service.now() + 1)
+    counts = await runtime.store.event_counts(tenant.id, 0, runtime.now() + 1)
     assert counts["deal_preview_displayed"] == 2
     assert counts["bot_deal_created"] == 1
     stats = (await api.get("/api/v1/stats")).json()
@@ -234,9 +234,9 @@ async def test_crm_page_for_a_deleted_record_says_so(api: httpx.AsyncClient) -> 
 
 
 async def test_crm_link_of_another_company_does_not_open_its_records(
-    api: httpx.AsyncClient, service: Service
+    api: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    other = await new_tenant(service, "globex")
+    other = await new_tenant(runtime, "globex")
     theirs = (await api.post("/api/v1/deals", json=DEAL, headers=other.headers)).json()
     mine = (await api.post("/api/v1/deals", json=DEAL)).json()
     url = (await api.post(f"/embed/rooms/room-1/open?token={await mint(api)}",

@@ -9,10 +9,10 @@ import logging
 import httpx
 import pytest
 
-import widget.service
+import widget.contacts
 from tests.support import WidgetLog, new_tenant
 from tests.helpers import assert_error, body_for
-from widget.service import Service
+from widget.runtime import Runtime
 
 KINDS = ["deal", "ticket"]
 
@@ -37,8 +37,8 @@ async def test_contact_create_get_soft_delete(api: httpx.AsyncClient) -> None:
 
 
 async def test_contacts_are_per_company(api: httpx.AsyncClient, client: httpx.AsyncClient,
-                                        service: Service) -> None:
-    other = await new_tenant(service, "globex")
+                                        runtime: Runtime) -> None:
+    other = await new_tenant(runtime, "globex")
     contact = (await api.post("/api/v1/contacts", json={"name": "Budi"})).json()
     path = f"/api/v1/contacts/{contact['id']}"
     assert_error(await client.get(path, headers=other.headers), 404, "not_found")
@@ -76,10 +76,10 @@ async def test_absent_or_null_contact_links_nothing_and_logs_nothing(
 
 
 async def _failing_cases(api: httpx.AsyncClient, client: httpx.AsyncClient,
-                         service: Service) -> list[tuple[object, str]]:
+                         runtime: Runtime) -> list[tuple[object, str]]:
     deleted = (await api.post("/api/v1/contacts", json={"name": "Gone"})).json()["id"]
     assert (await api.delete(f"/api/v1/contacts/{deleted}")).status_code == 204
-    other = await new_tenant(service, "globex")
+    other = await new_tenant(runtime, "globex")
     foreign = (await client.post("/api/v1/contacts", json={"name": "Theirs"}, headers=other.headers)).json()["id"]
     return [
         ("ct_does_not_exist", "unknown"),
@@ -96,9 +96,9 @@ async def _failing_cases(api: httpx.AsyncClient, client: httpx.AsyncClient,
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_bad_contact_still_creates_the_record_and_logs_the_reason(
-    api: httpx.AsyncClient, client: httpx.AsyncClient, service: Service, widget_log: WidgetLog, kind: str
+    api: httpx.AsyncClient, client: httpx.AsyncClient, runtime: Runtime, widget_log: WidgetLog, kind: str
 ) -> None:
-    cases = await _failing_cases(api, client, service)
+    cases = await _failing_cases(api, client, runtime)
     widget_log.clear()
     for contact_id, reason in cases:
         response = await api.post(f"/api/v1/{kind}s", json=body_for(kind, contact_id=contact_id,
@@ -138,14 +138,14 @@ async def test_manual_record_with_bad_contact_also_logs(api: httpx.AsyncClient, 
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_contact_lookup_that_raises_never_fails_the_create(
-    api: httpx.AsyncClient, service: Service, widget_log: WidgetLog, monkeypatch: pytest.MonkeyPatch, kind: str
+    api: httpx.AsyncClient, runtime: Runtime, widget_log: WidgetLog, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     contact = (await api.post("/api/v1/contacts", json={"name": "Budi"})).json()
 
     async def broken(company_id: str, contact_id: str) -> str:
         raise ConnectionError("contacts database is down")
 
-    monkeypatch.setattr(service.store, "contact_state", broken)
+    monkeypatch.setattr(runtime.store, "contact_state", broken)
     response = await api.post(f"/api/v1/{kind}s", json=body_for(kind, contact_id=contact["id"],
                                                                 room_id="r-1", creator_flag="bot"))
     assert response.status_code == 201, response.text
@@ -158,17 +158,17 @@ async def test_contact_lookup_that_raises_never_fails_the_create(
 
 @pytest.mark.parametrize("kind", KINDS)
 async def test_contact_lookup_that_times_out_never_fails_the_create(
-    api: httpx.AsyncClient, service: Service, widget_log: WidgetLog, monkeypatch: pytest.MonkeyPatch, kind: str
+    api: httpx.AsyncClient, runtime: Runtime, widget_log: WidgetLog, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     contact = (await api.post("/api/v1/contacts", json={"name": "Budi"})).json()
-    assert widget.service.CONTACT_LOOKUP_TIMEOUT == 1.0  # the production budget
+    assert widget.contacts.LOOKUP_TIMEOUT == 1.0  # the production budget
 
     async def hangs(company_id: str, contact_id: str) -> str:
         await asyncio.sleep(5)
         return "ok"
 
-    monkeypatch.setattr(service.store, "contact_state", hangs)
-    monkeypatch.setattr(widget.service, "CONTACT_LOOKUP_TIMEOUT", 0.05)
+    monkeypatch.setattr(runtime.store, "contact_state", hangs)
+    monkeypatch.setattr(widget.contacts, "LOOKUP_TIMEOUT", 0.05)
     started = asyncio.get_running_loop().time()
     response = await api.post(f"/api/v1/{kind}s", json=body_for(kind, contact_id=contact["id"],
                                                                 creator_flag="agentic_ai"))

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import FakeClock, Tenant, new_tenant
 from tests.helpers import assert_error, deal, ticket
-from widget.service import Service
+from widget.runtime import Runtime
 
 JSON = {"Content-Type": "application/json"}
 ROUTES = [
@@ -86,9 +86,9 @@ async def test_same_key_on_another_route_is_independent(api: httpx.AsyncClient) 
 
 
 async def test_same_key_in_another_company_is_independent(
-    api: httpx.AsyncClient, client: httpx.AsyncClient, service: Service
+    api: httpx.AsyncClient, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    other = await new_tenant(service, "globex")
+    other = await new_tenant(runtime, "globex")
     mine = (await api.post("/api/v1/deals", json=deal(), headers=key("k"))).json()
     theirs = await client.post("/api/v1/deals", json=deal(), headers={**other.headers, **key("k")})
     assert theirs.status_code == 201
@@ -147,10 +147,10 @@ async def test_expired_key_accepts_another_body(api: httpx.AsyncClient, clock: F
 
 
 async def test_same_key_while_the_first_is_still_running_is_409(
-    api: httpx.AsyncClient, service: Service, monkeypatch: pytest.MonkeyPatch
+    api: httpx.AsyncClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     contact = (await api.post("/api/v1/contacts", json={"name": "Budi"})).json()
-    real_lookup = service.store.contact_state
+    real_lookup = runtime.store.contact_state
     entered = asyncio.Event()
     release = asyncio.Event()
 
@@ -159,7 +159,7 @@ async def test_same_key_while_the_first_is_still_running_is_409(
         await release.wait()
         return await real_lookup(company_id, contact_id)
 
-    monkeypatch.setattr(service.store, "contact_state", slow_lookup)
+    monkeypatch.setattr(runtime.store, "contact_state", slow_lookup)
     body = deal(contact_id=contact["id"], room_id="r-1", creator_flag="bot")
     first = asyncio.create_task(api.post("/api/v1/deals", json=body, headers=key("busy")))
     await asyncio.wait_for(entered.wait(), 5)
@@ -172,11 +172,11 @@ async def test_same_key_while_the_first_is_still_running_is_409(
 
 
 async def test_a_claim_left_by_a_crashed_request_is_given_up_after_a_minute(
-    api: httpx.AsyncClient, service: Service, tenant: Tenant, clock: FakeClock
+    api: httpx.AsyncClient, runtime: Runtime, tenant: Tenant, clock: FakeClock
 ) -> None:
     # What a process that died mid-request leaves behind: a claim with no response.
-    now = service.now()
-    assert await service.store.idempotency_claim(
+    now = runtime.now()
+    assert await runtime.store.idempotency_claim(
         tenant.id, "/api/v1/deals", "crashed", "0" * 64, now, now, now) is None
     assert_error(await api.post("/api/v1/deals", json=deal(), headers=key("crashed")), 409, "idempotency_conflict")
     clock.advance(61)

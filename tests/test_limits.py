@@ -27,7 +27,7 @@ def test_token_bucket_refills_at_the_rate() -> None:
 async def test_over_the_limit_answers_429_with_retry_after(tmp_path: Path, clock: FakeClock) -> None:
     app = create_app(make_settings(tmp_path, rate_limit=1), clock)
     async with app.router.lifespan_context(app):
-        tenant = await new_tenant(app.state.service)
+        tenant = await new_tenant(app.state.runtime)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=tenant.headers) as http:
             statuses = [(await http.get("/api/v1/rooms/r-1")).status_code for _ in range(3)]
@@ -40,7 +40,7 @@ async def test_over_the_limit_answers_429_with_retry_after(tmp_path: Path, clock
 
 
 async def test_store_outage_answers_503_never_500(app: Starlette, api: httpx.AsyncClient) -> None:
-    store = app.state.service.store
+    store = app.state.runtime.store
     healthy = store.engine
     # A real engine on a database file that cannot be opened: every query fails.
     store.engine = create_async_engine("sqlite+aiosqlite:////proc/no-such-dir/widget.db")

@@ -13,7 +13,7 @@ from tests.support import T0, Clocked, FakeClock, make_settings, new_tenant
 from tests.helpers import DEAL_KEYS, RFC3339_US, TICKET_KEYS, assert_error, body_for, deal, ticket
 from widget.app import create_app
 from widget.models import rfc3339, to_micros
-from widget.service import Service
+from widget.runtime import Runtime
 
 PUBLIC = "http://127.0.0.1:8000"
 
@@ -54,9 +54,9 @@ async def test_create_ticket_exact_shape(api: httpx.AsyncClient) -> None:
 
 
 async def test_ids_are_unique_strings_across_kinds_and_companies(
-    api: httpx.AsyncClient, client: httpx.AsyncClient, service: Service
+    api: httpx.AsyncClient, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    other = await new_tenant(service, "globex")
+    other = await new_tenant(runtime, "globex")
     ids = set()
     for _ in range(5):
         for kind in ("deal", "ticket"):
@@ -66,7 +66,7 @@ async def test_ids_are_unique_strings_across_kinds_and_companies(
 
 
 async def test_ticket_unique_id_is_sequential_per_company(
-    api: httpx.AsyncClient, client: httpx.AsyncClient, service: Service
+    api: httpx.AsyncClient, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     numbers = [(await api.post("/api/v1/tickets", json=ticket())).json()["unique_id"] for _ in range(3)]
     assert numbers == ["TCK-000001", "TCK-000002", "TCK-000003"]
@@ -77,7 +77,7 @@ async def test_ticket_unique_id_is_sequential_per_company(
     assert (await api.delete(f"/api/v1/tickets/{fourth['id']}")).status_code == 204
     assert (await api.post("/api/v1/tickets", json=ticket())).json()["unique_id"] == "TCK-000005"
     # A second company starts again at TCK-000001.
-    other = await new_tenant(service, "globex")
+    other = await new_tenant(runtime, "globex")
     first = await client.post("/api/v1/tickets", json=ticket(), headers=other.headers)
     assert first.json()["unique_id"] == "TCK-000001"
     assert (await api.post("/api/v1/tickets", json=ticket())).json()["unique_id"] == "TCK-000006"
@@ -193,7 +193,7 @@ async def test_url_is_external_url_when_given_else_the_crm_page(api: httpx.Async
 async def test_url_uses_the_configured_public_url(tmp_path: Path) -> None:
     application = create_app(make_settings(tmp_path / "b", public_url="https://crm.example.com/"))
     async with application.router.lifespan_context(application):
-        tenant = await new_tenant(application.state.service)
+        tenant = await new_tenant(application.state.runtime)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application),
                                      base_url="http://x", headers=tenant.headers) as http:
             record = (await http.post("/api/v1/deals", json=deal())).json()

@@ -21,7 +21,7 @@ from tests.helpers import (
     no_message,
 )
 from widget.broker import room_channel
-from widget.service import Service
+from widget.runtime import Runtime
 from widget.store import schema
 
 EMPTY = {"room_id": "r-1", "version": 0, "deal": None, "ticket": None}
@@ -110,11 +110,11 @@ async def test_deal_and_ticket_slots_are_independent(api: httpx.AsyncClient) -> 
 
 
 async def test_rooms_are_independent_and_per_company(
-    api: httpx.AsyncClient, client: httpx.AsyncClient, service: Service
+    api: httpx.AsyncClient, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     a = await create(api, room_id="r-1")
     b = await create(api, room_id="r-2")
-    other = await new_tenant(service, "globex")
+    other = await new_tenant(runtime, "globex")
     response = await client.post("/api/v1/deals", json=deal(room_id="r-1", creator_flag="bot"),
                                  headers=other.headers)
     theirs = response.json()
@@ -154,18 +154,18 @@ async def test_actor_filter_keeps_unrecognised_creators_out_of_the_room(
     assert widget_log.events(f"bot_{kind}_created") == []
 
 
-async def test_manual_record_alone_never_creates_a_room(api: httpx.AsyncClient, service: Service) -> None:
+async def test_manual_record_alone_never_creates_a_room(api: httpx.AsyncClient, runtime: Runtime) -> None:
     await create(api, creator_flag=None, room_id="manual-room")
     assert await room(api, "manual-room") == {**EMPTY, "room_id": "manual-room"}
 
 
-async def test_record_without_room_id_touches_no_room(api: httpx.AsyncClient, service: Service,
+async def test_record_without_room_id_touches_no_room(api: httpx.AsyncClient, runtime: Runtime,
                                                       widget_log: WidgetLog) -> None:
     for kind in ("deal", "ticket"):
         for flag in ("bot", "agentic_ai"):
             record = await create(api, kind, creator_flag=flag, room_id=None)
             assert record["room_id"] is None
-    async with service.store.engine.connect() as conn:
+    async with runtime.store.engine.connect() as conn:
         rooms = (await conn.execute(select(func.count()).select_from(schema.rooms))).scalar_one()
         entries = (await conn.execute(select(func.count()).select_from(schema.timeline_entries))).scalar_one()
     assert rooms == 0 and entries == 0
@@ -280,9 +280,9 @@ async def test_patch_of_a_record_that_is_not_shown_does_not_bump(api: httpx.Asyn
 
 
 async def test_the_room_is_per_company_even_with_the_same_room_id(
-    api: httpx.AsyncClient, client: httpx.AsyncClient, service: Service
+    api: httpx.AsyncClient, client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    other = await new_tenant(service, "globex")
+    other = await new_tenant(runtime, "globex")
     mine = await create(api, "deal")
     response = await client.delete(f"/api/v1/deals/{mine['id']}", headers=other.headers)
     assert_error(response, 404, "not_found")
@@ -293,9 +293,9 @@ async def test_the_room_is_per_company_even_with_the_same_room_id(
 
 
 async def test_each_room_change_is_published_once_with_the_new_snapshot(
-    api: httpx.AsyncClient, service: Service
+    api: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    async with service.broker.subscribe(room_channel("acme", "r-1")) as sub:
+    async with runtime.broker.subscribe(room_channel("acme", "r-1")) as sub:
         d = await create(api, "deal")
         message = await next_message(sub)
         assert message == await room(api)  # the committed state
@@ -321,11 +321,11 @@ async def test_each_room_change_is_published_once_with_the_new_snapshot(
         assert await no_message(sub)
 
 
-async def test_non_changes_publish_nothing(api: httpx.AsyncClient, service: Service,
+async def test_non_changes_publish_nothing(api: httpx.AsyncClient, runtime: Runtime,
                                            client: httpx.AsyncClient) -> None:
     replaced = await create(api, "deal", name="replaced")
     shown = await create(api, "deal", name="shown")  # newer: replaces the first
-    async with service.broker.subscribe(room_channel("acme", "r-1")) as sub:
+    async with runtime.broker.subscribe(room_channel("acme", "r-1")) as sub:
         # Not changes of the snapshot:
         await api.delete(f"/api/v1/deals/{replaced['id']}")  # not shown any more
         await api.patch(f"/api/v1/deals/{shown['id']}", json={"name": "shown"})  # identical value
@@ -334,7 +334,7 @@ async def test_non_changes_publish_nothing(api: httpx.AsyncClient, service: Serv
         await create(api, "deal", creator_flag="robot")
         await create(api, "deal", room_id=None)  # no room
         await create(api, "deal", room_id="r-2")  # another room
-        other = await new_tenant(service, "globex")
+        other = await new_tenant(runtime, "globex")
         await client.post("/api/v1/deals", json=deal(room_id="r-1", creator_flag="bot"), headers=other.headers)
         await api.post("/api/v1/deals", json={"name": 1})  # invalid
         assert_error(await api.delete(f"/api/v1/deals/{replaced['id']}"), 404, "not_found")
@@ -347,25 +347,25 @@ async def test_non_changes_publish_nothing(api: httpx.AsyncClient, service: Serv
 
 
 async def test_late_older_record_publishes_nothing(clocked: Clocked) -> None:
-    http, service = clocked.http, clocked.service
+    http, runtime = clocked.http, clocked.runtime
     await create(http, "deal", clock="2026-11-25T09:00:00.000000Z")
-    async with service.broker.subscribe(room_channel("acme", "r-1")) as sub:
+    async with runtime.broker.subscribe(room_channel("acme", "r-1")) as sub:
         await create(http, "deal", clock="2026-11-25T08:00:00.000000Z")
         assert await no_message(sub)
 
 
-async def test_messages_are_published_only_after_the_commit(api: httpx.AsyncClient, service: Service) -> None:
+async def test_messages_are_published_only_after_the_commit(api: httpx.AsyncClient, runtime: Runtime) -> None:
     """A listener that reads the store (its own connection) as soon as a message arrives
     always finds that version committed already."""
     seen: list[tuple[int, int]] = []
     ready = asyncio.Event()
 
     async def listener() -> None:
-        async with service.broker.subscribe(room_channel("acme", "r-1")) as sub:
+        async with runtime.broker.subscribe(room_channel("acme", "r-1")) as sub:
             ready.set()
             while len(seen) < 6:
                 message = await next_message(sub, 5)
-                state = await service.store.room_state("acme", "r-1")
+                state = await runtime.store.room_state("acme", "r-1")
                 seen.append((message["version"], state.version))
 
     task = asyncio.create_task(listener())

@@ -1,5 +1,5 @@
 """Concurrent writers on one SQLite file through separate connections (separate
-``Store`` / ``Service`` objects, as separate processes or workers would have): latest
+runtimes: ``Store``, broker, as separate processes or workers would have): latest
 wins stays exact, every room change bumps the version exactly once, ticket numbers
 stay unique, created_at stays strictly increasing (PRD S01 concurrency, E1)."""
 
@@ -16,35 +16,27 @@ import pytest
 
 from tests.support import T0, FakeClock, make_settings, new_tenant
 from tests.helpers import deal, next_message, no_message
+from widget import records as record_ops
 from widget.app import create_app
-from widget.broker import create_broker, room_channel
+from widget.broker import room_channel
 from widget.models import DealIn, TicketIn
-from widget.service import Service
-from widget.store import Row, Store
-from widget.tokens import Signer
+from widget.runtime import Runtime, open_runtime
+from widget.store import Row
 
 
 @pytest.fixture
-async def services(tmp_path: Path) -> AsyncIterator[list[Service]]:
-    """Two services, each with its own Store (engine, connections) and broker, on one
+async def services(tmp_path: Path) -> AsyncIterator[list[Runtime]]:
+    """Two runtimes, each with its own Store (engine, connections) and broker, on one
     SQLite file; their clocks stand still, the second one 5 s ahead of the first."""
     settings = make_settings(tmp_path)
-    clocks = [FakeClock(T0), FakeClock(T0 + 5_000_000)]
-    made: list[Service] = []
-    try:
-        for clock in clocks:
-            store = Store(settings.db_url)
-            await store.migrate()
-            broker = create_broker(settings.broker_url)
-            made.append(Service(store, broker, settings, Signer(settings.signing_keys(), clock), clock))
-        yield made
-    finally:
-        for service in made:
-            await service.broker.close()
-            await service.store.close()
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(open_runtime(settings, FakeClock(T0 + ahead)))
+            for ahead in (0, 5_000_000)
+        ]
 
 
-async def company(services: list[Service]) -> Row:
+async def company(services: list[Runtime]) -> Row:
     await new_tenant(services[0])
     row = await services[1].store.get_company("acme")
     assert row is not None
@@ -61,7 +53,7 @@ async def drain(subscription: Any) -> list[dict[str, Any]]:
             return messages
 
 
-async def test_two_concurrent_creates_for_one_room_each_bump_once(services: list[Service]) -> None:
+async def test_two_concurrent_creates_for_one_room_each_bump_once(services: list[Runtime]) -> None:
     acme = await company(services)
     for attempt in range(10):
         room_id = f"room-{attempt}"
@@ -69,7 +61,7 @@ async def test_two_concurrent_creates_for_one_room_each_bump_once(services: list
         async with AsyncExitStack() as stack:
             subs = [await stack.enter_async_context(s.broker.subscribe(channel)) for s in services]
             records = await asyncio.gather(*(
-                s.create_record("deal", acme, DealIn(name=f"from {i}", stage="New", pipeline="P",
+                record_ops.create(s, "deal", acme, DealIn(name=f"from {i}", stage="New", pipeline="P",
                                                      room_id=room_id, creator_flag="bot"))
                 for i, s in enumerate(services)
             ))
@@ -87,13 +79,13 @@ async def test_two_concurrent_creates_for_one_room_each_bump_once(services: list
         assert last["deal"]["id"] == winner["id"]
 
 
-async def test_many_concurrent_creates_from_two_writers(services: list[Service]) -> None:
+async def test_many_concurrent_creates_from_two_writers(services: list[Runtime]) -> None:
     acme = await company(services)
     channel = room_channel("acme", "busy-room")
     async with AsyncExitStack() as stack:
         subs = [await stack.enter_async_context(s.broker.subscribe(channel)) for s in services]
         records = await asyncio.gather(*(
-            services[i % 2].create_record("deal", acme, DealIn(
+            record_ops.create(services[i % 2], "deal", acme, DealIn(
                 name=f"deal {i}", stage="New", pipeline="P", room_id="busy-room",
                 creator_flag="bot" if i % 3 else "agentic_ai"))
             for i in range(20)
@@ -108,10 +100,10 @@ async def test_many_concurrent_creates_from_two_writers(services: list[Service])
     assert state.version == 20 and state.deal is not None and state.deal["id"] == winner["id"]
 
 
-async def test_concurrent_tickets_get_unique_sequential_numbers(services: list[Service]) -> None:
+async def test_concurrent_tickets_get_unique_sequential_numbers(services: list[Runtime]) -> None:
     acme = await company(services)
     records = await asyncio.gather(*(
-        services[i % 2].create_record("ticket", acme, TicketIn(name=f"t{i}", status="Open"))
+        record_ops.create(services[i % 2], "ticket", acme, TicketIn(name=f"t{i}", status="Open"))
         for i in range(20)
     ))
     assert sorted(r["unique_id"] for r in records) == [f"TCK-{n:06d}" for n in range(1, 21)]
@@ -120,18 +112,18 @@ async def test_concurrent_tickets_get_unique_sequential_numbers(services: list[S
     assert [r["unique_id"] for r in by_time] == [f"TCK-{n:06d}" for n in range(1, 21)]
 
 
-async def test_concurrent_delete_and_newer_create_stay_consistent(services: list[Service]) -> None:
+async def test_concurrent_delete_and_newer_create_stay_consistent(services: list[Runtime]) -> None:
     acme = await company(services)
     for attempt in range(10):
         room_id = f"room-{attempt}"
         channel = room_channel("acme", room_id)
-        old = await services[0].create_record("deal", acme, DealIn(
+        old = await record_ops.create(services[0], "deal", acme, DealIn(
             name="old", stage="s", pipeline="p", room_id=room_id, creator_flag="bot"))
         async with AsyncExitStack() as stack:
             subs = [await stack.enter_async_context(s.broker.subscribe(channel)) for s in services]
             _, new = await asyncio.gather(
-                services[0].delete_record("deal", acme, old["id"]),
-                services[1].create_record("deal", acme, DealIn(
+                record_ops.delete(services[0], "deal", acme, old["id"]),
+                record_ops.create(services[1], "deal", acme, DealIn(
                     name="new", stage="s", pipeline="p", room_id=room_id, creator_flag="agentic_ai")),
             )
             published = [m for sub in subs for m in await drain(sub)]
@@ -150,7 +142,7 @@ async def test_two_apps_sharing_the_database_over_http(tmp_path: Path) -> None:
     async with AsyncExitStack() as stack:
         for application in apps:
             await stack.enter_async_context(application.router.lifespan_context(application))
-        tenant = await new_tenant(apps[0].state.service)
+        tenant = await new_tenant(apps[0].state.runtime)
         clients = [
             await stack.enter_async_context(httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=a), base_url="http://x", headers=tenant.headers))

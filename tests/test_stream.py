@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from tests.support import FakeClock, LiveServer, Tenant
 from widget.broker import room_channel
-from widget.service import Service
+from widget.runtime import Runtime
 from widget.stream import room_events
 
 DEAL = {"name": "Laptop order", "stage": "New", "pipeline": "Sales", "creator_flag": "bot"}
@@ -125,7 +125,7 @@ def test_expired_token_is_refused_and_an_open_stream_ends_at_expiry(
 def test_subscription_is_released_when_the_client_goes_away(live: tuple[LiveServer, Tenant], http: httpx.Client) -> None:
     server, tenant = live
     app: Starlette = server.server.config.app
-    broker = app.state.service.broker
+    broker = app.state.runtime.broker
     channel = room_channel(tenant.id, "room-1")
     with connect_sse(http, "GET", events_url(mint(http))) as source:
         next(source.iter_sse())
@@ -159,9 +159,9 @@ def test_pings_keep_an_idle_stream_alive(tmp_path, clock: FakeClock) -> None:  #
 # -- generator level ------------------------------------------------------------------
 
 
-async def test_stream_never_goes_back_and_ends_when_the_broker_closes(service: Service, tenant: Tenant) -> None:
-    far_future = service.now() + 3600 * 1_000_000
-    stream = room_events(service, tenant.id, "room-9", far_future, None)
+async def test_stream_never_goes_back_and_ends_when_the_broker_closes(runtime: Runtime, tenant: Tenant) -> None:
+    far_future = runtime.now() + 3600 * 1_000_000
+    stream = room_events(runtime, tenant.id, "room-9", far_future, None)
     first = await anext(stream)
     assert first.id == "0"
     channel = room_channel(tenant.id, "room-9")
@@ -169,12 +169,12 @@ async def test_stream_never_goes_back_and_ends_when_the_broker_closes(service: S
     newer = {**stale, "version": 5}
     next_event = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0)
-    await service.broker.publish(channel, stale)  # not newer than what was sent: dropped
-    await service.broker.publish(channel, newer)
+    await runtime.broker.publish(channel, stale)  # not newer than what was sent: dropped
+    await runtime.broker.publish(channel, newer)
     assert (await next_event).id == "5"
     next_event = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0)
-    await service.broker.publish(channel, {**stale, "version": 4})
-    await service.broker.close()
+    await runtime.broker.publish(channel, {**stale, "version": 4})
+    await runtime.broker.close()
     with pytest.raises(StopAsyncIteration):
         await next_event

@@ -18,7 +18,7 @@ from tests.helpers import assert_error
 from widget import logs
 from widget.app import create_app
 from widget.models import rfc3339, to_micros
-from widget.service import Service
+from widget.runtime import Runtime
 from widget.tokens import CRM_LINK, CRM_SESSION, EMBED, InvalidToken, Signer, TokenExpired
 
 OLD = "old-key-0123456789abcdef"
@@ -29,7 +29,7 @@ async def mint(api: httpx.AsyncClient, **body: object) -> httpx.Response:
     return await api.post("/api/v1/embed-tokens", json={"room_id": "r-1", "agent_id": "agent-7", **body})
 
 
-async def test_mint_defaults(api: httpx.AsyncClient, service: Service) -> None:
+async def test_mint_defaults(api: httpx.AsyncClient, runtime: Runtime) -> None:
     response = await mint(api)
     assert response.status_code == 201, response.text
     body = response.json()
@@ -39,7 +39,7 @@ async def test_mint_defaults(api: httpx.AsyncClient, service: Service) -> None:
     url = urlsplit(body["embed_url"])
     assert f"{url.scheme}://{url.netloc}{url.path}" == "http://127.0.0.1:8000/embed/rooms/r-1"
     assert parse_qs(url.query) == {"token": [token]}
-    claims = service.signer.verify(EMBED, token)
+    claims = runtime.signer.verify(EMBED, token)
     assert set(claims) == {"company", "room_id", "agent_id", "permissions", "parent_origin", "locale",
                            "jti", "exp"}
     assert claims["company"] == "acme"
@@ -52,14 +52,14 @@ async def test_mint_defaults(api: httpx.AsyncClient, service: Service) -> None:
     assert isinstance(claims["jti"], str) and claims["jti"]
 
 
-async def test_mint_with_every_option(api: httpx.AsyncClient, service: Service) -> None:
+async def test_mint_with_every_option(api: httpx.AsyncClient, runtime: Runtime) -> None:
     response = await mint(api, room_id="a:b@c.d", permissions=["ticket:view"],
                           parent_origin="https://inbox.example.com", locale="id", ttl_seconds=60)
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["expires_at"] == "2026-11-25T09:01:00.000000Z"
     assert urlsplit(body["embed_url"]).path == "/embed/rooms/a%3Ab%40c.d"
-    claims = service.signer.verify(EMBED, body["token"])
+    claims = runtime.signer.verify(EMBED, body["token"])
     assert claims["room_id"] == "a:b@c.d"
     assert claims["permissions"] == ["ticket:view"]
     assert claims["parent_origin"] == "https://inbox.example.com"
@@ -67,7 +67,7 @@ async def test_mint_with_every_option(api: httpx.AsyncClient, service: Service) 
     assert claims["exp"] == T0 + 60 * 1_000_000
 
 
-async def test_ttl_is_respected_and_at_most_the_max(api: httpx.AsyncClient, service: Service,
+async def test_ttl_is_respected_and_at_most_the_max(api: httpx.AsyncClient, runtime: Runtime,
                                                     clock: FakeClock) -> None:
     clock.advance(0.5)
     body = (await mint(api, ttl_seconds=900)).json()
@@ -84,7 +84,7 @@ async def test_ttl_is_respected_and_at_most_the_max(api: httpx.AsyncClient, serv
 async def test_max_age_follows_the_setting(tmp_path: Path, clock: FakeClock) -> None:
     application = create_app(make_settings(tmp_path, token_max_age=120), clock)
     async with application.router.lifespan_context(application):
-        tenant = await new_tenant(application.state.service)
+        tenant = await new_tenant(application.state.runtime)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://x",
                                      headers=tenant.headers) as http:
             assert (await mint(http)).json()["expires_at"] == "2026-11-25T09:02:00.000000Z"
@@ -93,11 +93,11 @@ async def test_max_age_follows_the_setting(tmp_path: Path, clock: FakeClock) -> 
 
 @pytest.mark.parametrize("origin", ["http://localhost:8001/", "HTTP://LOCALHOST:8001",
                                     "https://inbox.example.com:443", "https://inbox.example.com"])
-async def test_parent_origin_is_normalised_before_matching(api: httpx.AsyncClient, service: Service,
+async def test_parent_origin_is_normalised_before_matching(api: httpx.AsyncClient, runtime: Runtime,
                                                            origin: str) -> None:
     response = await mint(api, parent_origin=origin)
     assert response.status_code == 201, response.text
-    claims = service.signer.verify(EMBED, response.json()["token"])
+    claims = runtime.signer.verify(EMBED, response.json()["token"])
     assert claims["parent_origin"] in ("http://localhost:8001", "https://inbox.example.com")
 
 
@@ -114,11 +114,11 @@ async def test_permissions_outside_the_allowed_set_are_422(api: httpx.AsyncClien
     assert all(d["field"].startswith("permissions") for d in error["details"])
 
 
-async def test_permissions_subsets(api: httpx.AsyncClient, service: Service) -> None:
+async def test_permissions_subsets(api: httpx.AsyncClient, runtime: Runtime) -> None:
     for permissions in (["deal:view"], ["ticket:view"], ["ticket:view", "deal:view"], []):
         response = await mint(api, permissions=permissions)
         assert response.status_code == 201, response.text
-        assert service.signer.verify(EMBED, response.json()["token"])["permissions"] == permissions
+        assert runtime.signer.verify(EMBED, response.json()["token"])["permissions"] == permissions
 
 
 async def test_other_bad_token_requests_list_every_field(api: httpx.AsyncClient) -> None:
@@ -130,46 +130,46 @@ async def test_other_bad_token_requests_list_every_field(api: httpx.AsyncClient)
     assert_error(both, 422, "validation_failed", {"ttl_seconds", "parent_origin"})
 
 
-async def test_every_token_has_its_own_jti(api: httpx.AsyncClient, service: Service) -> None:
+async def test_every_token_has_its_own_jti(api: httpx.AsyncClient, runtime: Runtime) -> None:
     tokens = [(await mint(api)).json()["token"] for _ in range(5)]
-    assert len({service.signer.verify(EMBED, t)["jti"] for t in tokens}) == 5
+    assert len({runtime.signer.verify(EMBED, t)["jti"] for t in tokens}) == 5
 
 
-async def test_wrong_salt_tampering_and_garbage_are_invalid(api: httpx.AsyncClient, service: Service) -> None:
+async def test_wrong_salt_tampering_and_garbage_are_invalid(api: httpx.AsyncClient, runtime: Runtime) -> None:
     token = (await mint(api)).json()["token"]
     for purpose in (CRM_LINK, CRM_SESSION, "something-else"):
         with pytest.raises(InvalidToken):
-            service.signer.verify(purpose, token)
+            runtime.signer.verify(purpose, token)
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     for bad in (None, "", "garbage", "a.b.c", tampered, token + "x", "x" * 5000):
         with pytest.raises(InvalidToken):
-            service.signer.verify(EMBED, bad)
+            runtime.signer.verify(EMBED, bad)
     # A token minted for a CRM link is not an embed token either.
-    link, _ = service.signer.sign(CRM_LINK, {"company": "acme"}, 60)
+    link, _ = runtime.signer.sign(CRM_LINK, {"company": "acme"}, 60)
     with pytest.raises(InvalidToken):
-        service.signer.verify(EMBED, link)
+        runtime.signer.verify(EMBED, link)
 
 
-async def test_token_without_exp_is_invalid(service: Service) -> None:
-    serializer = URLSafeTimedSerializer(service.settings.signing_keys(), salt=EMBED)
+async def test_token_without_exp_is_invalid(runtime: Runtime) -> None:
+    serializer = URLSafeTimedSerializer(runtime.settings.signing_keys(), salt=EMBED)
     for claims in ({"company": "acme"}, {"company": "acme", "exp": "soon"}, ["not", "a", "dict"]):
         with pytest.raises(InvalidToken):
-            service.signer.verify(EMBED, serializer.dumps(claims))
+            runtime.signer.verify(EMBED, serializer.dumps(claims))
 
 
-async def test_expired_token_carries_the_company(api: httpx.AsyncClient, service: Service,
+async def test_expired_token_carries_the_company(api: httpx.AsyncClient, runtime: Runtime,
                                                  clock: FakeClock) -> None:
     token = (await mint(api, ttl_seconds=30)).json()["token"]
     clock.advance(29.999999)
-    assert service.signer.verify(EMBED, token)["company"] == "acme"
+    assert runtime.signer.verify(EMBED, token)["company"] == "acme"
     clock.advance(0.000001)  # exactly at exp: expired
     with pytest.raises(TokenExpired) as excinfo:
-        service.signer.verify(EMBED, token)
+        runtime.signer.verify(EMBED, token)
     assert excinfo.value.claims["company"] == "acme"
     assert excinfo.value.claims["room_id"] == "r-1"
     clock.advance(3600)
     with pytest.raises(TokenExpired):
-        service.signer.verify(EMBED, token)
+        runtime.signer.verify(EMBED, token)
 
 
 def test_key_rotation() -> None:
@@ -189,21 +189,21 @@ async def test_key_rotation_through_settings(tmp_path: Path, clock: FakeClock) -
     old_token, _ = Signer([OLD], clock).sign(EMBED, {"company": "acme"}, 60)
     application = create_app(make_settings(tmp_path, secret_keys=f"{OLD}, {NEW}"), clock)
     async with application.router.lifespan_context(application):
-        signer = application.state.service.signer
+        signer = application.state.runtime.signer
         assert signer.verify(EMBED, old_token)["company"] == "acme"
         token, _ = signer.sign(EMBED, {"company": "acme"}, 60)
         assert Signer([NEW], clock).verify(EMBED, token)["company"] == "acme"
     retired = create_app(make_settings(tmp_path, secret_keys=NEW), clock)
     async with retired.router.lifespan_context(retired):
         with pytest.raises(InvalidToken):
-            retired.state.service.signer.verify(EMBED, old_token)
+            retired.state.runtime.signer.verify(EMBED, old_token)
 
 
 # -- secrets never reach the logs ----------------------------------------------------
 
 
 async def test_tokens_and_api_keys_never_reach_the_log_records(
-    api: httpx.AsyncClient, client: httpx.AsyncClient, tenant: Tenant, service: Service,
+    api: httpx.AsyncClient, client: httpx.AsyncClient, tenant: Tenant, runtime: Runtime,
     widget_log: WidgetLog, clock: FakeClock
 ) -> None:
     body = (await mint(api)).json()

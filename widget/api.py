@@ -15,8 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from widget import analytics, companies, contacts, embed_tokens, records, rooms, timeline
 from widget.bodies import idempotency_key, idempotent, read_json
-from widget.errors import ApiError, not_found, validation_failed
+from widget.errors import not_found, validation_failed
+from widget.http_errors import ApiError
 from widget.models import (
     IMMUTABLE,
     ROOM_ID,
@@ -31,20 +33,20 @@ from widget.models import (
     to_micros,
 )
 from widget.ratelimit import retry_after
-from widget.service import Service
+from widget.runtime import Runtime
 from widget.store import Row
 
 CREATE = {"deal": DealIn, "ticket": TicketIn}
 PATCH = {"deal": DealPatch, "ticket": TicketPatch}
 
 
-async def _auth(request: Request) -> tuple[Service, Row]:
-    service: Service = request.app.state.service
-    company = await service.authenticate(request.headers.get("authorization"))
+async def _auth(request: Request) -> tuple[Runtime, Row]:
+    rt: Runtime = request.app.state.runtime
+    company = await companies.authenticate(rt, request.headers.get("authorization"))
     wait = request.app.state.rate_limiter.acquire(company["id"])
     if wait:
         raise ApiError(429, "too many requests for this company", headers={"Retry-After": retry_after(wait)})
-    return service, company
+    return rt, company
 
 
 def _time_param(value: str, field: str) -> int:
@@ -60,11 +62,11 @@ def _time_param(value: str, field: str) -> int:
     return micros
 
 
-def _test_clock(request: Request, service: Service) -> int | None:
+def _test_clock(request: Request, rt: Runtime) -> int | None:
     """``X-Test-Clock`` (only with WIDGET_TEST_CLOCK): the record's creation time, as
     given, to play a record created earlier that arrives late (E1)."""
     value = request.headers.get("x-test-clock")
-    if value is None or not service.settings.test_clock:
+    if value is None or not rt.settings.test_clock:
         return None
     return _time_param(value, "X-Test-Clock")
 
@@ -76,50 +78,50 @@ Action = Callable[[], Awaitable[Any]]
 
 
 async def _create(
-    request: Request, model: type[Body], action: Callable[[Service, Row, Any], Action]
+    request: Request, model: type[Body], action: Callable[[Runtime, Row, Any], Action]
 ) -> Response:
     """A POST that creates: auth, body, validation (all 422s before the action is
     built), then once per Idempotency-Key."""
-    service, company = await _auth(request)
+    rt, company = await _auth(request)
     data = await read_json(request)
     key = idempotency_key(request)
     body = parse(model, data)
-    return await idempotent(request, company, data, key, action(service, company, body))
+    return await idempotent(request, company, data, key, action(rt, company, body))
 
 
 async def create_contact(request: Request) -> Response:
     return await _create(
-        request, ContactIn, lambda service, company, body: lambda: service.create_contact(company, body)
+        request, ContactIn, lambda rt, company, body: lambda: contacts.create(rt, company, body)
     )
 
 
 async def contact(request: Request) -> Response:
-    service, company = await _auth(request)
+    rt, company = await _auth(request)
     contact_id = request.path_params["id"]
     if request.method == "DELETE":
-        await service.delete_contact(company, contact_id)
+        await contacts.delete(rt, company, contact_id)
         return Response(status_code=204)
-    return JSONResponse(await service.get_contact(company, contact_id))
+    return JSONResponse(await contacts.get(rt, company, contact_id))
 
 
 # -- deals and tickets ----------------------------------------------------------
 
 
 async def create_record(request: Request, kind: str) -> Response:
-    def action(service: Service, company: Row, body: Any) -> Action:
-        created_at = _test_clock(request, service)
-        return lambda: service.create_record(kind, company, body, created_at)
+    def action(rt: Runtime, company: Row, body: Any) -> Action:
+        created_at = _test_clock(request, rt)
+        return lambda: records.create(rt, kind, company, body, created_at)
 
     return await _create(request, CREATE[kind], action)
 
 
 async def record(request: Request, kind: str) -> Response:
-    service, company = await _auth(request)
+    rt, company = await _auth(request)
     record_id = request.path_params["id"]
     if request.method == "GET":
-        return JSONResponse(await service.get_record(kind, company, record_id))
+        return JSONResponse(await records.get(rt, kind, company, record_id))
     if request.method == "DELETE":
-        await service.delete_record(kind, company, record_id)
+        await records.delete(rt, kind, company, record_id)
         return Response(status_code=204)
     data = await read_json(request)
     changes = parse(PATCH[kind], data, IMMUTABLE).model_dump(exclude_unset=True)
@@ -130,40 +132,40 @@ async def record(request: Request, kind: str) -> Response:
         raise validation_failed(
             [{"field": f, "message": "must not be null"} for f, v in changes.items() if v is None]
         )
-    return JSONResponse(await service.patch_record(kind, company, record_id, changes))
+    return JSONResponse(await records.patch(rt, kind, company, record_id, changes))
 
 
-async def timeline(request: Request, kind: str) -> Response:
-    service, company = await _auth(request)
-    return JSONResponse({"entries": await service.timeline(kind, company, request.path_params["id"])})
+async def record_timeline(request: Request, kind: str) -> Response:
+    rt, company = await _auth(request)
+    return JSONResponse({"entries": await timeline.entries(rt, kind, company["id"], request.path_params["id"])})
 
 
 # -- rooms, tokens, stats ---------------------------------------------------------
 
 
 async def room(request: Request) -> Response:
-    service, company = await _auth(request)
+    rt, company = await _auth(request)
     room_id = request.path_params["room_id"]
     if not ROOM_ID.fullmatch(room_id):
         raise not_found("room")
-    return JSONResponse(await service.room_snapshot(company["id"], room_id))
+    return JSONResponse(await rooms.current(rt, company["id"], room_id))
 
 
 async def create_embed_token(request: Request) -> Response:
     return await _create(
-        request, EmbedTokenIn, lambda service, company, body: lambda: service.mint_embed_token(company, body)
+        request, EmbedTokenIn, lambda rt, company, body: lambda: embed_tokens.mint(rt, company, body)
     )
 
 
 async def stats(request: Request) -> Response:
-    service, company = await _auth(request)
-    now = service.now()
+    rt, company = await _auth(request)
+    now = rt.now()
     params = request.query_params
     until = _time_param(params["until"], "until") if "until" in params else now
     since = _time_param(params["since"], "since") if "since" in params else until - 30 * 86_400 * 1_000_000
     if since > until:
         raise validation_failed([{"field": "since", "message": "must not be after until"}])
-    return JSONResponse(await service.stats(company, since, until))
+    return JSONResponse(await analytics.stats(rt, company["id"], since, until))
 
 
 def _kind_routes(kind: str) -> list[Route]:
@@ -171,7 +173,7 @@ def _kind_routes(kind: str) -> list[Route]:
     return [
         Route(base, partial(create_record, kind=kind), methods=["POST"]),
         Route(base + "/{id}", partial(record, kind=kind), methods=["GET", "PATCH", "DELETE"]),
-        Route(base + "/{id}/timeline", partial(timeline, kind=kind), methods=["GET"]),
+        Route(base + "/{id}/timeline", partial(record_timeline, kind=kind), methods=["GET"]),
     ]
 
 

@@ -1,5 +1,5 @@
-"""The application factory: routes, error handlers and the lifespan that owns the
-store, the broker and the service."""
+"""The application factory: routes, error handlers, and the lifespan that opens the
+runtime (store, broker, signer, upstream client) for the requests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -16,15 +17,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from widget import api, embed, logs, openapi, pages, stream
-from widget.broker import create_broker
-from widget.errors import STATUS_CODES, ApiError, error_body, error_response
+from widget import api, companies, embed, logs, openapi, pages, stream
+from widget.errors import DomainError
+from widget.http_errors import STATUS_CODES, ApiError, error_body, error_response, from_domain
 from widget.middleware import SecurityHeaders
 from widget.ratelimit import RateLimiter
-from widget.service import Clock, Service, system_clock
+from widget.runtime import Clock, Runtime, open_runtime, system_clock
 from widget.settings import Settings, load_settings
-from widget.store import Store
-from widget.tokens import Signer
 
 
 async def healthz(request: Request) -> Response:
@@ -32,9 +31,9 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    service: Service = request.app.state.service
+    rt: Runtime = request.app.state.runtime
     checks = {}
-    for name, probe in (("store", service.store.ping), ("broker", service.broker.ping)):
+    for name, probe in (("store", rt.store.ping), ("broker", rt.broker.ping)):
         try:
             await probe()
             checks[name] = "ok"
@@ -46,7 +45,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi.document(request.app.state.service.settings.public_url))
+    return JSONResponse(openapi.document(request.app.state.runtime.settings.public_url))
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
@@ -54,13 +53,18 @@ async def on_api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+async def on_domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return error_response(from_domain(exc))
+
+
 async def on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404 and request.url.path.startswith("/api/v1/"):
         try:  # 401 comes before 404 in the RFC's precedence
-            await request.app.state.service.authenticate(request.headers.get("authorization"))
-        except ApiError as auth_error:
-            return error_response(auth_error)
+            await companies.authenticate(request.app.state.runtime, request.headers.get("authorization"))
+        except DomainError as auth_error:
+            return error_response(from_domain(auth_error))
     code = STATUS_CODES.get(exc.status_code, "error")
     message = {404: "no such resource", 405: f"method {request.method} is not allowed here"}.get(
         exc.status_code, str(exc.detail)
@@ -79,21 +83,21 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("internal_error", "unexpected error"), status_code=500)
 
 
-def create_app(settings: Settings | None = None, clock: Clock = system_clock) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    clock: Clock = system_clock,
+    *,
+    upstream: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """``upstream`` replaces the network for the systems we don't own (tests)."""
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         logs.configure(settings.log_format)
-        store = Store(settings.db_url)
-        broker = create_broker(settings.broker_url)
-        try:
-            await store.migrate()
-            app.state.service = Service(store, broker, settings, Signer(settings.signing_keys(), clock), clock)
+        async with open_runtime(settings, clock, upstream=upstream) as runtime:
+            app.state.runtime = runtime
             yield
-        finally:
-            await broker.close()
-            await store.close()
 
     routes = [
         Route("/healthz", healthz),
@@ -111,6 +115,7 @@ def create_app(settings: Settings | None = None, clock: Clock = system_clock) ->
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={
             ApiError: on_api_error,
+            DomainError: on_domain_error,
             HTTPException: on_http_exception,
             SQLAlchemyError: on_store_error,
             Exception: on_unexpected,

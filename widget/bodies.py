@@ -11,7 +11,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from widget.errors import ApiError, validation_failed
+from widget.errors import validation_failed
+from widget.http_errors import ApiError
 from widget.store import Row
 
 MAX_BODY = 64 * 1024
@@ -88,8 +89,8 @@ async def idempotent(
     canonical body, 409 for another body or while the first is still running."""
     if key is None:
         return JSONResponse(await run(), status_code=status)
-    store = request.app.state.service.store
-    now = request.app.state.service.now()
+    runtime = request.app.state.runtime
+    store, now = runtime.store, runtime.now()
     route = request.url.path
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     body_hash = hashlib.sha256(canonical.encode()).hexdigest()

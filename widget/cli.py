@@ -9,29 +9,26 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from widget.broker import create_broker
-from widget.errors import ApiError
+from widget import companies, embed_tokens
+from widget.errors import DomainError, Invalid
 from widget.models import EmbedTokenIn, parse
-from widget.service import Service, system_clock
+from widget.runtime import Runtime, open_runtime
 from widget.settings import Settings, SettingsError, load_settings
-from widget.store import Store
-from widget.tokens import Signer
 
 
 class CliError(Exception):
     pass
 
 
-async def _with_service(settings: Settings, work: Callable[[Service], Awaitable[Any]]) -> Any:
-    store = Store(settings.db_url)
-    broker = create_broker(settings.broker_url)
-    try:
-        await store.migrate()
-        service = Service(store, broker, settings, Signer(settings.signing_keys(), system_clock), system_clock)
-        return await work(service)
-    finally:
-        await broker.close()
-        await store.close()
+async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[Any]]) -> Any:
+    async with open_runtime(settings) as runtime:
+        try:
+            return await work(runtime)
+        except Invalid as exc:
+            problems = "; ".join(f"{d['field']} {d['message']}" for d in exc.details)
+            raise CliError(problems or exc.message) from None
+        except DomainError as exc:
+            raise CliError(exc.message) from None
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
@@ -40,7 +37,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     if args.workers > 1 and settings.broker_url.startswith("memory://"):
         raise CliError("--workers > 1 needs a shared broker: set WIDGET_BROKER_URL=redis://… (memory:// is per process)")
     # Migrate once before workers start, so they don't race on the schema.
-    asyncio.run(_with_service(settings, lambda service: asyncio.sleep(0)))
+    asyncio.run(_with_runtime(settings, lambda runtime: asyncio.sleep(0)))
     uvicorn.run(
         "widget.asgi:app", host=args.host, port=args.port, workers=args.workers,
         access_log=False, log_config=None, timeout_graceful_shutdown=5, proxy_headers=False,
@@ -48,20 +45,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
-    asyncio.run(_with_service(settings, lambda service: asyncio.sleep(0)))
+    asyncio.run(_with_runtime(settings, lambda runtime: asyncio.sleep(0)))
     print("database is at the newest schema revision")
 
 
 def cmd_company_create(settings: Settings, args: argparse.Namespace) -> None:
-    async def work(service: Service) -> tuple[dict[str, Any], str]:
-        try:
-            return await service.create_company(
-                args.id, args.name, args.frame_origin, args.omnichannel_url, args.omnichannel_secret
-            )
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
+    async def work(runtime: Runtime) -> tuple[dict[str, Any], str]:
+        return await companies.create_company(
+            runtime, args.id, args.name, args.frame_origin, args.omnichannel_url, args.omnichannel_secret
+        )
 
-    row, key = asyncio.run(_with_service(settings, work))
+    row, key = asyncio.run(_with_runtime(settings, work))
     origins = json.loads(row["frame_origins"])
     if args.json:
         print(json.dumps({"id": row["id"], "name": row["name"], "api_key": key, "frame_origins": origins}))
@@ -71,20 +65,16 @@ def cmd_company_create(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
-    async def work(service: Service) -> dict[str, Any]:
-        company = await service.store.get_company(args.company)
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        company = await runtime.store.get_company(args.company)
         if company is None:
             raise CliError(f"no company {args.company!r}")
         body: dict[str, Any] = {"room_id": args.room, "agent_id": args.agent}
         if args.ttl is not None:
             body["ttl_seconds"] = args.ttl
-        try:
-            return await service.mint_embed_token(company, parse(EmbedTokenIn, body))
-        except ApiError as exc:
-            problems = "; ".join(f"{d['field']} {d['message']}" for d in exc.details or [])
-            raise CliError(problems or exc.message) from None
+        return await embed_tokens.mint(runtime, company, parse(EmbedTokenIn, body))
 
-    print(json.dumps(asyncio.run(_with_service(settings, work))))
+    print(json.dumps(asyncio.run(_with_runtime(settings, work))))
 
 
 def build_parser() -> argparse.ArgumentParser:

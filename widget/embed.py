@@ -13,13 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from widget import analytics, embed_tokens, rooms
 from widget.bodies import read_json
-from widget.errors import ApiError, not_found
+from widget.errors import not_found
+from widget.http_errors import ApiError
 from widget.models import CREATORS, OpenIn, TelemetryIn, parse, rfc3339
-from widget.service import Service
-from widget.tokens import CRM_LINK, EMBED, InvalidToken, TokenExpired
-
-CRM_LINK_TTL = 300  # s: the link only has to survive the new tab opening
+from widget.runtime import Runtime
+from widget.tokens import EMBED, InvalidToken, TokenExpired
 
 
 class EmbedDenied(ApiError):
@@ -32,9 +32,9 @@ class EmbedDenied(ApiError):
 
 def authorize(request: Request) -> dict[str, Any]:
     """The verified claims of the request's embed token, for the room in its path."""
-    service: Service = request.app.state.service
+    rt: Runtime = request.app.state.runtime
     try:
-        claims = service.signer.verify(EMBED, request.query_params.get("token"))
+        claims = rt.signer.verify(EMBED, request.query_params.get("token"))
     except TokenExpired as exc:
         raise EmbedDenied(401, "token_expired", "the embed token has expired", exc.claims) from None
     except InvalidToken:
@@ -46,17 +46,8 @@ def authorize(request: Request) -> dict[str, Any]:
 
 async def room_state(request: Request) -> Response:
     claims = authorize(request)
-    service: Service = request.app.state.service
-    return JSONResponse(await service.room_snapshot(claims["company"], claims["room_id"]))
-
-
-def crm_link(service: Service, claims: dict[str, Any], kind: str, record_id: str) -> str:
-    token, _ = service.signer.sign(
-        CRM_LINK,
-        {"company": claims["company"], "kind": kind, "id": record_id, "agent_id": claims["agent_id"]},
-        CRM_LINK_TTL,
-    )
-    return f"{service.settings.public_url}/crm/{kind}s/{record_id}?link={token}"
+    rt: Runtime = request.app.state.runtime
+    return JSONResponse(await rooms.current(rt, claims["company"], claims["room_id"]))
 
 
 async def open_record(request: Request) -> Response:
@@ -67,16 +58,16 @@ async def open_record(request: Request) -> Response:
     assert isinstance(body, OpenIn)
     if f"{body.kind}:view" not in claims["permissions"]:
         raise ApiError(403, f"you don't have access to this {body.kind}")
-    service: Service = request.app.state.service
-    state = await service.store.room_state(claims["company"], claims["room_id"])
+    rt: Runtime = request.app.state.runtime
+    state = await rt.store.room_state(claims["company"], claims["room_id"])
     record = getattr(state, body.kind)
     if record is None or record["id"] != body.id:
         raise not_found(body.kind)
-    url = record["external_url"] or crm_link(service, claims, body.kind, body.id)
+    url = record["external_url"] or embed_tokens.crm_link(rt, claims, body.kind, body.id)
     name = f"{body.kind}_preview_clicked"
     props = {"room_id": claims["room_id"], f"{body.kind}_id": body.id, "agent_id": claims["agent_id"],
-             "timestamp": rfc3339(service.now())}
-    await service.track(claims["company"], name, props)
+             "timestamp": rfc3339(rt.now())}
+    await analytics.track(rt, claims["company"], name, props)
     return JSONResponse({"url": url})
 
 
@@ -85,16 +76,16 @@ async def telemetry(request: Request) -> Response:
     claims = authorize(request)
     body = parse(TelemetryIn, await read_json(request, allow_text=True))
     assert isinstance(body, TelemetryIn)
-    service: Service = request.app.state.service
-    record = await service.store.get_record(body.kind, claims["company"], body.id)
+    rt: Runtime = request.app.state.runtime
+    record = await rt.store.get_record(body.kind, claims["company"], body.id)
     if record is None or record["room_id"] != claims["room_id"] or record["creator_flag"] not in CREATORS:
         raise not_found(body.kind)
     name = f"{body.kind}_preview_displayed"
     props = {"room_id": claims["room_id"], f"{body.kind}_id": body.id,
              "creator_source": record["creator_flag"], "agent_id": claims["agent_id"],
-             "timestamp": rfc3339(service.now())}
+             "timestamp": rfc3339(rt.now())}
     dedupe = f"displayed:{body.kind}:{body.id}:{claims['agent_id']}"
-    await service.track(claims["company"], name, props, dedupe)
+    await analytics.track(rt, claims["company"], name, props, dedupe)
     return Response(status_code=204)
 
 

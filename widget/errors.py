@@ -1,58 +1,38 @@
-"""The RFC error shape, ``{"error": {"code", "message", "details"}}``, for every error."""
+"""Domain errors: what went wrong in the PRD's terms. The domain modules raise these;
+only the web layer (``widget.http_errors``) turns them into HTTP responses."""
 
 from __future__ import annotations
 
-from typing import Any
 
-from starlette.responses import JSONResponse
-
-STATUS_CODES = {
-    400: "malformed_json",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "idempotency_conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_failed",
-    429: "rate_limited",
-    500: "internal_error",
-    503: "unavailable",
-}
-
-
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        code: str | None = None,
-        details: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+class DomainError(Exception):
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code or STATUS_CODES[status]
         self.message = message
+
+
+class NotFound(DomainError):
+    """No such object for this company (another company's objects are 'not found' too)."""
+
+
+class Invalid(DomainError):
+    """Input that breaks a rule; ``details`` lists every bad field."""
+
+    def __init__(self, details: list[dict[str, str]], message: str = "the request body is not valid") -> None:
+        super().__init__(message)
         self.details = details
-        self.headers = headers
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
+class Unauthenticated(DomainError):
+    """No valid credentials (API key)."""
 
 
-def error_response(exc: ApiError) -> JSONResponse:
-    return JSONResponse(
-        error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=exc.headers
-    )
+class Forbidden(DomainError):
+    """Known caller, but not allowed to do this."""
 
 
-def not_found(what: str = "resource") -> ApiError:
-    return ApiError(404, f"{what} not found")
+def not_found(what: str = "resource") -> NotFound:
+    return NotFound(f"{what} not found")
 
 
-def validation_failed(details: list[dict[str, str]]) -> ApiError:
-    return ApiError(422, "the request body is not valid", details=details)
+def validation_failed(details: list[dict[str, str]]) -> Invalid:
+    return Invalid(details)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,9 +12,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from widget import rooms, timeline
+from widget.companies import frame_origins
 from widget.embed import EmbedDenied, authorize
 from widget.models import creator_label, rfc3339
-from widget.service import Service
+from widget.runtime import Runtime
 from widget.settings import Settings
 from widget.strings import LANGUAGES, strings_for
 from widget.tokens import CRM_LINK, CRM_SESSION, InvalidToken, TokenExpired
@@ -52,7 +53,7 @@ def _render(request: Request, name: str, context: dict[str, Any], status: int, a
 
 
 async def component(request: Request) -> Response:
-    service: Service = request.app.state.service
+    rt: Runtime = request.app.state.runtime
     room_id = request.path_params["room_id"]
     status, snapshot, claims = 200, None, None
     try:
@@ -61,14 +62,14 @@ async def component(request: Request) -> Response:
     except EmbedDenied as denied:
         status, claims = denied.status, denied.claims
         state = {"token_expired": "expired", "forbidden": "forbidden"}.get(denied.code, "error")
-    company = await service.store.get_company(claims["company"]) if claims else None
+    company = await rt.store.get_company(claims["company"]) if claims else None
     if company is None:  # no trusted company: carry no data, allow no framing
         state, claims, status = "error", None, 401
         ancestors = "'none'"
     else:
-        ancestors = " ".join(json.loads(company["frame_origins"]))
+        ancestors = " ".join(frame_origins(company))
     if state == "ready":
-        snapshot = await service.room_snapshot(claims["company"], room_id)
+        snapshot = await rooms.current(rt, claims["company"], room_id)
         state = "ready" if snapshot["deal"] or snapshot["ticket"] else "empty"
     lang = request.query_params.get("lang")
     if lang not in LANGUAGES:
@@ -91,41 +92,41 @@ async def component(request: Request) -> Response:
 # -- CRM record pages -------------------------------------------------------------
 
 
-def _session_claims(service: Service, request: Request, kind: str, record_id: str) -> tuple[dict | None, str | None]:
+def _session_claims(rt: Runtime, request: Request, kind: str, record_id: str) -> tuple[dict | None, str | None]:
     """(claims, fresh session token): from the signed link, else from the session cookie."""
     link = request.query_params.get("link")
     if link:
         try:
-            claims = service.signer.verify(CRM_LINK, link)
+            claims = rt.signer.verify(CRM_LINK, link)
         except (InvalidToken, TokenExpired):
             return None, None
         if claims.get("kind") != kind or claims.get("id") != record_id:
             return None, None
-        session, _ = service.signer.sign(
+        session, _ = rt.signer.sign(
             CRM_SESSION, {"company": claims["company"], "agent_id": claims["agent_id"]}, SESSION_TTL
         )
         return claims, session
     try:
-        return service.signer.verify(CRM_SESSION, request.cookies.get(SESSION_COOKIE)), None
+        return rt.signer.verify(CRM_SESSION, request.cookies.get(SESSION_COOKIE)), None
     except (InvalidToken, TokenExpired):
         return None, None
 
 
 async def crm_record(request: Request, kind: str) -> Response:
-    service: Service = request.app.state.service
+    rt: Runtime = request.app.state.runtime
     record_id = request.path_params["id"]
     lang = request.query_params.get("lang")
     lang = lang if lang in LANGUAGES else "en"
-    claims, session = _session_claims(service, request, kind, record_id)
+    claims, session = _session_claims(rt, request, kind, record_id)
     context: dict[str, Any] = {"s": strings_for(lang), "kind": kind, "record": None, "lang": lang}
     if claims is None:
         return _render(request, "crm_record.html", {**context, "problem": "link_invalid"}, 401, "'none'")
-    row = await service.store.get_record(kind, claims["company"], record_id)
+    row = await rt.store.get_record(kind, claims["company"], record_id)
     if row is None:
         response = _render(request, "crm_record.html", {**context, "problem": "record_deleted"}, 404, "'none'")
     else:
-        contact = await service.store.get_contact(claims["company"], row["contact_id"]) if row["contact_id"] else None
-        entries = [service.timeline_out(e) for e in await service.store.timeline(kind, record_id)]
+        contact = await rt.store.get_contact(claims["company"], row["contact_id"]) if row["contact_id"] else None
+        entries = [timeline.entry_out(rt.settings, e) for e in await rt.store.timeline(kind, record_id)]
         context.update(
             record=row, contact=contact, entries=entries, problem=None,
             creator=creator_label(row["creator_flag"]), created_at=rfc3339(row["created_at"]),

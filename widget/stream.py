@@ -17,9 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from widget import rooms
 from widget.broker import room_channel
 from widget.embed import authorize
-from widget.service import Service
+from widget.runtime import Runtime
 
 RETRY_MS = 2000
 
@@ -33,17 +34,17 @@ def _room_event(snapshot: dict, *, retry: int | None = None) -> ServerSentEvent:
 
 
 async def room_events(
-    service: Service, company_id: str, room_id: str, expires_at: int, last_event_id: str | None
+    rt: Runtime, company_id: str, room_id: str, expires_at: int, last_event_id: str | None
 ) -> AsyncIterator[ServerSentEvent]:
-    async with service.broker.subscribe(room_channel(company_id, room_id)) as subscription:
-        snapshot = await service.room_snapshot(company_id, room_id)
+    async with rt.broker.subscribe(room_channel(company_id, room_id)) as subscription:
+        snapshot = await rooms.current(rt, company_id, room_id)
         shown = snapshot["version"]
         if last_event_id == str(shown):
             yield ServerSentEvent(comment="up to date", retry=RETRY_MS)
         else:
             yield _room_event(snapshot, retry=RETRY_MS)
         while True:
-            remaining = (expires_at - service.now()) / 1_000_000
+            remaining = (expires_at - rt.now()) / 1_000_000
             if remaining <= 0:
                 yield ServerSentEvent(data="{}", event="token-expired")
                 return
@@ -60,11 +61,11 @@ async def room_events(
 
 async def events(request: Request) -> Response:
     claims = authorize(request)
-    service: Service = request.app.state.service
+    rt: Runtime = request.app.state.runtime
     last_event_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     return EventSourceResponse(
-        room_events(service, claims["company"], claims["room_id"], claims["exp"], last_event_id),
-        ping=service.settings.sse_ping,
+        room_events(rt, claims["company"], claims["room_id"], claims["exp"], last_event_id),
+        ping=rt.settings.sse_ping,
         headers={"Cache-Control": "no-store"},
     )
 

@@ -1,0 +1,61 @@
+"""Signed tokens for agents: the embed token a host mints for a room (RFC section 4)
+and the short-lived link from the component to a CRM record page."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from widget.companies import frame_origins, normalise_origin
+from widget.errors import Invalid
+from widget.models import PERMISSIONS, EmbedTokenIn, rfc3339
+from widget.runtime import Runtime
+from widget.store import Row
+from widget.tokens import CRM_LINK, EMBED
+
+CRM_LINK_TTL = 300  # s: the link only has to survive the new tab opening
+
+
+async def mint(rt: Runtime, company: Row, body: EmbedTokenIn) -> dict[str, Any]:
+    origins = frame_origins(company)
+    problems = []
+    parent_origin = origins[0] if origins else None
+    if body.parent_origin is not None:
+        try:
+            parent_origin = normalise_origin(body.parent_origin)
+        except ValueError:
+            parent_origin = None
+        if parent_origin not in origins:
+            problems.append({"field": "parent_origin", "message": "is not one of the company's frame origins"})
+    max_age = rt.settings.token_max_age
+    ttl = body.ttl_seconds if body.ttl_seconds is not None else max_age
+    if ttl > max_age:
+        problems.append({"field": "ttl_seconds", "message": f"must be at most {max_age}"})
+    if problems:
+        raise Invalid(problems)
+    permissions = list(dict.fromkeys(body.permissions)) if body.permissions is not None else list(PERMISSIONS)
+    claims = {
+        "company": company["id"],
+        "room_id": body.room_id,
+        "agent_id": body.agent_id,
+        "permissions": permissions,
+        "parent_origin": parent_origin,
+        "locale": body.locale or "en",
+    }
+    token, exp = rt.signer.sign(EMBED, claims, ttl)
+    return {
+        "token": token,
+        "embed_url": f"{rt.settings.public_url}/embed/rooms/{quote(body.room_id, safe='')}?token={token}",
+        "expires_at": rfc3339(exp),
+    }
+
+
+def crm_link(rt: Runtime, claims: dict[str, Any], kind: str, record_id: str) -> str:
+    """Where a click on a preview's name leads: the record's CRM page, with a signed
+    link that lets this agent in."""
+    token, _ = rt.signer.sign(
+        CRM_LINK,
+        {"company": claims["company"], "kind": kind, "id": record_id, "agent_id": claims["agent_id"]},
+        CRM_LINK_TTL,
+    )
+    return f"{rt.settings.public_url}/crm/{kind}s/{record_id}?link={token}"

@@ -1,0 +1,111 @@
+"""Deals and tickets: the PRD's rules for creating, changing and deleting them
+(creator labels, contact association, latest wins, the actor filter).
+
+Every write is one store transaction (record, contact link, room slot and version,
+timeline entry, outbox rows); the room's new snapshot is published after it commits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from widget import analytics, contacts, logs, rooms, timeline
+from widget.errors import not_found
+from widget.ids import new_id
+from widget.models import CREATORS, RecordIn, record_out, rfc3339
+from widget.runtime import Runtime
+from widget.store import Change, Row
+
+
+def _created_event(kind: str, flag: str) -> str:
+    return f"{'ai' if flag == 'agentic_ai' else 'bot'}_{kind}_created"
+
+
+async def create(
+    rt: Runtime, kind: str, company: Row, body: RecordIn, created_at: int | None = None
+) -> dict[str, Any]:
+    """``created_at`` is only given by the test clock (E1); otherwise the store
+    assigns it inside the transaction."""
+    company_id = company["id"]
+    fields = body.model_dump(exclude={"contact_id"})
+    contact_id, failure = await contacts.resolve(rt, company_id, body.contact_id)
+    record_id = new_id(kind)
+    flag = body.creator_flag
+    in_room = flag in CREATORS and bool(body.room_id)
+    entry, topics = None, []
+    if in_room:
+        assert flag is not None and body.room_id is not None
+        entry = timeline.creation_entry(company_id, flag, body.room_id)
+        topics.append("chat_history")
+        if company["omnichannel_url"]:
+            topics.append("notify.created")
+    change = await rt.store.create_record(
+        kind,
+        {"id": record_id, "company_id": company_id, **fields, "contact_id": contact_id},
+        now=rt.now() if created_at is None else created_at,
+        exact_time=created_at is not None,
+        link_room=in_room,
+        timeline=entry,
+        outbox_topics=topics,
+    )
+    record = change.record
+    assert record is not None
+    if failure:
+        logs.event(
+            "contact_association_failed", logging.WARNING, company_id=company_id,
+            **{f"{kind}_id": record_id}, contact_id=str(body.contact_id), reason=failure,
+        )
+    if flag in CREATORS:
+        props = {
+            "room_id": body.room_id, "creator_flag": flag, f"{kind}_id": record_id,
+            "contact_id_present": body.contact_id is not None, "source": body.source,
+            "timestamp": rfc3339(record["created_at"]),
+        }
+        await analytics.track(rt, company_id, _created_event(kind, flag), props)
+    else:
+        analytics.actor_filtered(company_id, kind, record_id, "create", flag)
+    await rooms.publish(rt, company_id, body.room_id, change.room)
+    return record_out(kind, record, rt.settings.public_url)
+
+
+async def get(rt: Runtime, kind: str, company: Row, record_id: str) -> dict[str, Any]:
+    row = await rt.store.get_record(kind, company["id"], record_id)
+    if row is None:
+        raise not_found(kind)
+    return record_out(kind, row, rt.settings.public_url)
+
+
+async def _change(
+    rt: Runtime, kind: str, company: Row, record_id: str, action: str,
+    write: Callable[[bool], Awaitable[Change]],
+) -> Row:
+    """The shared path of an update and a delete: 404 for a missing record, the
+    actor filter, Omnichannel notification only for bot/AI records in a room,
+    and publishing the room if what it shows changed."""
+    current = await rt.store.get_record(kind, company["id"], record_id)
+    if current is None:
+        raise not_found(kind)
+    from_actor = current["creator_flag"] in CREATORS
+    change = await write(from_actor and bool(current["room_id"]) and bool(company["omnichannel_url"]))
+    if change.record is None:  # deleted meanwhile
+        raise not_found(kind)
+    if not from_actor:
+        analytics.actor_filtered(company["id"], kind, record_id, action, current["creator_flag"])
+    await rooms.publish(rt, company["id"], current["room_id"], change.room)
+    return change.record
+
+
+async def patch(rt: Runtime, kind: str, company: Row, record_id: str, changes: Row) -> dict[str, Any]:
+    record = await _change(
+        rt, kind, company, record_id, "update",
+        lambda notify: rt.store.patch_record(kind, company["id"], record_id, changes, now=rt.now(), notify=notify),
+    )
+    return record_out(kind, record, rt.settings.public_url)
+
+
+async def delete(rt: Runtime, kind: str, company: Row, record_id: str) -> None:
+    await _change(
+        rt, kind, company, record_id, "delete",
+        lambda notify: rt.store.delete_record(kind, company["id"], record_id, now=rt.now(), notify=notify),
+    )

@@ -1,0 +1,54 @@
+"""A record's timeline (RFC section 8): the bot/AI creation entry, with its room
+deeplink and chat-history preview."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from widget.errors import not_found
+from widget.ids import new_id
+from widget.models import creator_label, rfc3339
+from widget.runtime import Runtime
+from widget.settings import Settings
+from widget.store import Row
+
+
+def room_url(settings: Settings, room_id: str) -> str:
+    """The chat room in Omnichannel; the room id is one encoded path/query segment."""
+    return settings.omnichannel_room_url.replace("{room_id}", quote(room_id, safe=""))
+
+
+def creation_entry(company_id: str, flag: str, room_id: str) -> Row:
+    """The entry a bot/AI record with a room gets in its create transaction; the
+    worker fills in the chat preview later."""
+    return {
+        "id": new_id("timeline"),
+        "company_id": company_id,
+        "kind": "bot_creation",
+        "creator": creator_label(flag),
+        "room_id": room_id,
+        "chat_preview": None,
+        "chat_preview_status": "pending",
+    }
+
+
+def entry_out(settings: Settings, row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "creator": row["creator"],
+        "room_id": row["room_id"],
+        "room_url": room_url(settings, row["room_id"]),
+        "chat_preview": json.loads(row["chat_preview"]) if row["chat_preview"] else None,
+        "chat_preview_status": row["chat_preview_status"],
+        "created_at": rfc3339(row["created_at"]),
+    }
+
+
+async def entries(rt: Runtime, kind: str, company_id: str, record_id: str) -> list[dict[str, Any]]:
+    """The live record's entries, oldest first."""
+    if await rt.store.get_record(kind, company_id, record_id) is None:
+        raise not_found(kind)
+    return [entry_out(rt.settings, row) for row in await rt.store.timeline(kind, record_id)]
