@@ -65,10 +65,10 @@ async def next_message(subscription: Any, timeout: float = 2.0) -> dict[str, Any
     return message
 
 
-async def no_message(subscription: Any, wait: float = 0.05) -> bool:
-    """True if nothing arrives within ``wait`` seconds."""
-    try:
-        await next_message(subscription, wait)
-    except (TimeoutError, asyncio.TimeoutError):
-        return True
-    return False
+async def next_after_quiet(subscription: Any, control: Any) -> dict[str, Any]:
+    """Absence with a positive control: run ``control`` (an awaitable that must publish
+    on this channel) and return the next message, which the caller asserts is the
+    control's. Messages arrive in publish order, so anything published before the
+    control would come first and fail that assertion."""
+    await control
+    return await next_message(subscription)

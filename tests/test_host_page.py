@@ -3,6 +3,7 @@ with the widget's API faked by httpx.MockTransport."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ API_KEY = "wk_test_secret_api_key_0123456789"
 WIDGET = "http://127.0.0.1:8000"
 HOST = "http://localhost:8001"
 SECRET = "demo-omnichannel-secret"
+SLOW = 0.3  # the Chat Panel's "slow" delay in these tests (5 s by default)
 
 
 class FakeWidget:
@@ -85,7 +87,7 @@ def widget() -> FakeWidget:
 @pytest.fixture
 async def host(widget: FakeWidget) -> AsyncIterator[httpx.AsyncClient]:
     app = create_host_app(WIDGET, API_KEY, "demo", transport=httpx.MockTransport(widget),
-                          omnichannel_secret=SECRET)
+                          omnichannel_secret=SECRET, chat_panel_slow_seconds=SLOW)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=HOST) as client:
             yield client
@@ -271,7 +273,8 @@ async def test_widget_errors_are_shown_not_swallowed(host: httpx.AsyncClient, wi
 
 async def test_chat_panel_rooms_and_messages(host: httpx.AsyncClient) -> None:
     headers = {"X-Company-Id": "demo"}
-    assert (await host.get("/chat-panel/rooms/room-budi", headers=headers)).json() == {"room_id": "room-budi"}
+    room = await host.get("/chat-panel/rooms/room-budi", headers=headers)
+    assert room.json() == {"room_id": "room-budi", "status": "open"}
     assert (await host.get("/chat-panel/rooms/no-such-room", headers=headers)).status_code == 404
     assert (await host.get("/chat-panel/rooms/room-rina", headers=headers)).status_code == 403
     assert (await host.get("/chat-panel/rooms/room-budi")).status_code == 400
@@ -292,6 +295,180 @@ async def test_chat_panel_rooms_and_messages(host: httpx.AsyncClient) -> None:
     await host.post("/api/rooms/room-dewi/messages", json={"text": "Hello Dewi!"})
     history = (await host.get("/chat-panel/rooms/room-dewi/messages", headers=headers)).json()["messages"]
     assert [(m["sender_type"], m["text"]) for m in history] == [("agent", "Hello Dewi!")]
+
+
+CHAT_PANEL = {"X-Company-Id": "demo"}
+
+
+async def chat_panel(host: httpx.AsyncClient, room_id: str) -> tuple[httpx.Response, httpx.Response]:
+    """The room check and the last 5 messages, as the CRM asks for them."""
+    room = await host.get(f"/chat-panel/rooms/{room_id}", headers=CHAT_PANEL)
+    messages = await host.get(f"/chat-panel/rooms/{room_id}/messages", params={"limit": 5}, headers=CHAT_PANEL)
+    return room, messages
+
+
+async def set_mode(host: httpx.AsyncClient, room_id: str, mode: str) -> None:
+    response = await host.put(f"/chat-panel/rooms/{room_id}/mode", json={"mode": mode})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"room_id": room_id, "mode": mode}
+
+
+def not_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:  # UnicodeDecodeError included: a cut may split a character
+        return True
+    return False
+
+
+async def test_adhoc_rooms_serve_their_own_messages(host: httpx.AsyncClient) -> None:
+    await host.get("/inbox", params={"room": "qa-a"})
+    await set_mode(host, "qa-b", "normal")  # never viewed: setting a mode makes the room
+    for room_id in ("qa-a", "qa-b"):
+        room, messages = await chat_panel(host, room_id)
+        assert room.json() == {"room_id": room_id, "status": "open"}
+        history = messages.json()["messages"]
+        assert [m["sender_type"] for m in history] == ["customer", "bot", "customer"]
+        assert history[-1]["text"] == f"Thanks! My reference is {room_id}."
+        assert [m["sent_at"] for m in history] == sorted(m["sent_at"] for m in history)  # oldest first
+    last_two = await host.get("/chat-panel/rooms/qa-a/messages", params={"limit": 2}, headers=CHAT_PANEL)
+    assert [m["sender_type"] for m in last_two.json()["messages"]] == ["bot", "customer"]
+    assert "My reference is qa-b" in (await host.get("/inbox", params={"room": "qa-b"})).text
+
+    # a room nothing showed or set up is unknown to the Chat Panel: no side effect
+    room, messages = await chat_panel(host, "qa-never-seen")
+    assert (room.status_code, messages.status_code) == (404, 404)
+    assert (await host.get("/chat-panel/rooms/qa-never-seen/mode")).status_code == 404
+
+
+# mode -> (room status, room body, messages status, what the messages body is)
+MODES: dict[str, tuple[int, dict[str, str] | None, int, str]] = {
+    "normal": (200, {"status": "open"}, 200, "history"),
+    "slow": (200, {"status": "open"}, 200, "history"),
+    "down": (503, None, 503, "error"),
+    "malformed": (200, {"status": "open"}, 200, "not json"),
+    "partial": (200, {"status": "open"}, 200, "cut"),
+    "empty": (200, {"status": "open"}, 200, "empty"),
+    "deleted": (404, None, 404, "error"),
+    "forbidden": (403, None, 403, "error"),
+    "archived": (200, {"status": "archived"}, 200, "history"),
+}
+
+
+@pytest.mark.parametrize("room_id", ["room-budi", "qa-modes"])
+@pytest.mark.parametrize("mode", MODES)
+async def test_chat_panel_modes_on_both_endpoints(host: httpx.AsyncClient, mode: str, room_id: str) -> None:
+    await set_mode(host, room_id, "normal")
+    normal = (await chat_panel(host, room_id))[1]
+    await set_mode(host, room_id, mode)
+    started = time.monotonic()
+    room, messages = await chat_panel(host, room_id)
+    elapsed = time.monotonic() - started
+
+    room_status, room_body, messages_status, body = MODES[mode]
+    assert room.status_code == room_status
+    if room_body is None:
+        assert room.json()["error"]["code"] == str(room_status)
+    else:
+        assert room.json() == {"room_id": room_id, **room_body}
+    assert messages.status_code == messages_status
+    if body == "history":
+        assert messages.json() == normal.json() and len(messages.json()["messages"]) >= 3
+    elif body == "empty":
+        assert messages.json() == {"messages": []}
+    elif body == "error":
+        assert messages.json()["error"]["code"] == str(messages_status)
+    else:  # a 200 "JSON" reply the CRM cannot parse
+        assert messages.headers["content-type"] == "application/json"
+        assert not_json(messages.content)
+    if body == "not json":
+        assert messages.content.startswith(b"<html>")
+    if body == "cut":
+        assert normal.content.startswith(messages.content) and 0 < len(messages.content) < len(normal.content)
+    assert (elapsed >= 2 * SLOW) is (mode == "slow")  # both endpoints waited, the others did not
+
+
+async def test_chat_panel_slow_waits_the_configured_delay(host: httpx.AsyncClient) -> None:
+    await set_mode(host, "room-sari", "slow")
+    for path in ("/chat-panel/rooms/room-sari", "/chat-panel/rooms/room-sari/messages"):
+        started = time.monotonic()
+        response = await host.get(path, headers=CHAT_PANEL)
+        assert response.status_code == 200 and time.monotonic() - started >= SLOW
+    app = create_host_app(WIDGET, API_KEY, "demo")
+    assert app.state.config.chat_panel_slow_seconds == 5.0  # longer than the CRM's 2 s timeout
+
+
+async def test_chat_panel_slow_stops_waiting_when_the_caller_hangs_up() -> None:
+    """The CRM gives up after 2 s; the abandoned reply must not keep sleeping (it would
+    hold up a server's graceful shutdown)."""
+    app = create_host_app(WIDGET, API_KEY, "demo", chat_panel_slow_seconds=60)
+    app.state.host.rooms["room-budi"].chat_panel_mode = "slow"
+    incoming = iter([{"type": "http.request", "body": b"", "more_body": False}, {"type": "http.disconnect"}])
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": "/chat-panel/rooms/room-budi", "raw_path": b"/chat-panel/rooms/room-budi", "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"localhost"), (b"x-company-id", b"demo")],
+        "client": ("127.0.0.1", 50000), "server": ("localhost", 8001),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return next(incoming)
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    await asyncio.wait_for(app(scope, receive, send), timeout=5)
+
+
+async def test_chat_panel_mode_is_per_room(host: httpx.AsyncClient) -> None:
+    await set_mode(host, "room-budi", "down")
+    await set_mode(host, "qa-a", "forbidden")
+    await set_mode(host, "qa-b", "normal")
+    assert [r.status_code for r in await chat_panel(host, "room-budi")] == [503, 503]
+    assert [r.status_code for r in await chat_panel(host, "qa-a")] == [403, 403]
+    for room_id in ("room-sari", "room-andi", "qa-b"):
+        assert [r.status_code for r in await chat_panel(host, room_id)] == [200, 200], room_id
+    assert (await host.get("/chat-panel/rooms/room-sari/mode")).json() == {"room_id": "room-sari", "mode": "normal"}
+
+    # the restricted demo room is just a room that starts in "forbidden"
+    assert (await host.get("/chat-panel/rooms/room-rina/mode")).json()["mode"] == "forbidden"
+    await set_mode(host, "room-rina", "normal")
+    assert [r.status_code for r in await chat_panel(host, "room-rina")] == [200, 200]
+
+
+async def test_chat_panel_mode_endpoint_errors(host: httpx.AsyncClient) -> None:
+    path = "/chat-panel/rooms/room-budi/mode"
+    for body in ({"mode": "sideways"}, {"mode": ["down"]}, {"mode": None}, {}):
+        response = await host.put(path, json=body)
+        assert response.status_code == 422, body
+        assert response.json() == {"error": {"code": "422", "message": "mode must be one of: normal, down, slow, "
+                                              "malformed, partial, empty, deleted, forbidden, archived"}}
+    assert (await host.put("/chat-panel/rooms/qa-bad-mode/mode", json={"mode": "nope"})).status_code == 422
+    assert (await host.get("/chat-panel/rooms/qa-bad-mode/mode")).status_code == 404  # not created
+    assert (await host.put(path, content=b"mode=down")).status_code == 415
+    malformed = await host.put(path, content=b"{", headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400 and malformed.json()["error"]["message"] == "malformed JSON"
+    too_big = await host.put(path, json={"mode": "down", "pad": "x" * 70_000})
+    assert too_big.status_code == 413
+    assert (await host.put("/chat-panel/rooms/no%20such/mode", json={"mode": "down"})).status_code == 404
+    assert (await host.delete(path)).status_code == 405
+    assert (await host.get(path)).json() == {"room_id": "room-budi", "mode": "normal"}  # nothing changed
+
+
+async def test_inbox_has_the_chat_panel_mode_control(host: httpx.AsyncClient) -> None:
+    await set_mode(host, "room-andi", "partial")
+    html = (await host.get("/inbox", params={"room": "room-andi"})).text
+    control = re.search(r'<select id="chat-panel-mode"[^>]*>(.*?)</select>', html, re.S)
+    assert control and 'data-testid="chat-panel-mode"' in control.group(0)
+    options = re.findall(r'<option value="([a-z]+)"[^>]*?( selected)?>([^<]+)</option>', control.group(1))
+    assert [(value, label) for value, _, label in options] == [
+        ("normal", "Normal"), ("down", "Down"), ("slow", f"Slow ({SLOW:g} s)"), ("malformed", "Malformed reply"),
+        ("partial", "Partial reply"), ("empty", "No messages"), ("deleted", "Room deleted"),
+        ("forbidden", "No access"), ("archived", "Archived"),
+    ]
+    assert [value for value, selected, _ in options if selected] == ["partial"]
+    badges = re.findall(r'data-testid="room-chat-panel-mode"[^>]*>([^<]+)<', html)
+    assert badges == ["Chat Panel: Partial reply", "Chat Panel: No access"]  # room-andi, room-rina
 
 
 # -- Omnichannel notification receivers ---------------------------------------------------

@@ -8,7 +8,8 @@ It plays every party around the widget service (RFC section 1):
 - the **manual "Create Deal"** button of the info bar, unchanged by the feature (NEG-2);
 - a **simulator** that plays Chatbot / Agentic AI against the record API (the API key
   stays on this server; the browser only talks to ``/api/sim/…``);
-- a fake **Chat Panel API** (``/chat-panel/…``, RFC section 8);
+- a fake **Chat Panel API** (``/chat-panel/…``, RFC section 8) that can play each of
+  its failures per room (``PUT /chat-panel/rooms/{room_id}/mode``);
 - receivers for the **Omnichannel notifications** (``/omnichannel/…``, RFC section 9).
 
 Everything is in memory and belongs to one demo account (``company_id``). This module
@@ -62,6 +63,7 @@ from examples.host_page.context import (
     widget_client,
 )
 from examples.host_page.demo import (
+    CHAT_PANEL_MODES,
     DEAL_PIPELINES,
     DEAL_STAGES,
     SENDER_LABELS,
@@ -74,9 +76,11 @@ from examples.host_page.demo import (
 from examples.host_page.fakes import (
     chat_panel_messages,
     chat_panel_room,
+    get_chat_panel_mode,
     omnichannel_clear,
     omnichannel_receive,
     omnichannel_received,
+    set_chat_panel_mode,
 )
 from examples.host_page.simulator import (
     simulate,
@@ -236,6 +240,13 @@ async def _infobar_context(request: Request, room: Room, view: View) -> dict[str
     }
 
 
+def _chat_panel_modes(slow_seconds: float) -> dict[str, dict[str, str]]:
+    """The simulator's words for each Chat Panel mode: ``{mode: {label, hint}}``."""
+    slow = f"{slow_seconds:g}"
+    return {mode: {"label": label.format(slow=slow), "hint": hint.format(slow=slow)}
+            for mode, (label, hint) in CHAT_PANEL_MODES.items()}
+
+
 async def inbox(request: Request) -> Response:
     state, config = host_state(request), host_config(request)
     view = View.from_query(request)
@@ -260,6 +271,7 @@ async def inbox(request: Request) -> Response:
              "href": "/inbox?" + view.query(room=r.id)}
             for r in rooms
         ],
+        "chat_panel_modes": _chat_panel_modes(config.chat_panel_slow_seconds),
         "messages": [_message_view(m) for m in room.messages],
         "account_name": config.account_name,
         "company_id": config.company_id,
@@ -389,10 +401,12 @@ def create_host_app(
     omnichannel_secret: str | None = None,
     signature_tolerance: int = 300,
     account_name: str = "Demo Store",
+    chat_panel_slow_seconds: float = 5.0,
 ) -> Starlette:
     """The host app. ``widget_url`` is the widget's public base URL (the iframe's origin);
     ``widget_api_url`` (default ``widget_url``) is where this backend calls the record
-    API with ``api_key``; ``transport`` replaces the network (tests)."""
+    API with ``api_key``; ``transport`` replaces the network (tests);
+    ``chat_panel_slow_seconds`` is how long the Chat Panel API's ``slow`` mode waits."""
     config = HostConfig(
         widget_url=widget_url.rstrip("/"),
         widget_api_url=(widget_api_url or widget_url).rstrip("/"),
@@ -401,6 +415,7 @@ def create_host_app(
         account_name=account_name,
         omnichannel_secret=omnichannel_secret or os.environ.get("HOST_OMNICHANNEL_SECRET") or DEFAULT_SECRET,
         signature_tolerance=signature_tolerance,
+        chat_panel_slow_seconds=chat_panel_slow_seconds,
     )
 
     @asynccontextmanager
@@ -437,6 +452,8 @@ def create_host_app(
         Route("/api/sim/{action}", simulate, methods=["POST"]),
         Route("/chat-panel/rooms/{room_id}", chat_panel_room, methods=["GET"]),
         Route("/chat-panel/rooms/{room_id}/messages", chat_panel_messages, methods=["GET"]),
+        Route("/chat-panel/rooms/{room_id}/mode", get_chat_panel_mode, methods=["GET"]),
+        Route("/chat-panel/rooms/{room_id}/mode", set_chat_panel_mode, methods=["PUT"]),
         *record_routes,
         Route("/omnichannel/received", omnichannel_received, methods=["GET"]),
         Route("/omnichannel/received", omnichannel_clear, methods=["DELETE"]),

@@ -51,6 +51,7 @@ class HostConfig:
     account_name: str
     omnichannel_secret: str
     signature_tolerance: int  # seconds; 0 disables the timestamp check
+    chat_panel_slow_seconds: float  # how long the Chat Panel API's "slow" mode waits
 
 
 @dataclass

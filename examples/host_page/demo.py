@@ -2,7 +2,8 @@
 
 Five rooms cover the cases QA needs: three live conversations on WhatsApp, Instagram
 and Web chat, an empty room (0 messages) and a room the fake Chat Panel API refuses
-(403, "restricted"). Message times are relative to the moment the host starts.
+(403, "restricted": it starts in the ``forbidden`` mode). Message times are relative to
+the moment the host starts. Any room's Chat Panel mode can be changed at run time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ SENDER_LABELS = {"customer": "Customer", "bot": "Bot", "agentic_ai": "AI", "agen
 DEAL_STAGES = ["New", "Qualified", "Proposal", "Negotiation", "Won"]
 DEAL_PIPELINES = ["Sales", "Renewals", "Partnerships"]
 TICKET_STATUSES = ["Open", "In progress", "Resolved", "Closed"]
+
+# How the fake Chat Panel API answers for a room (``fakes`` plays them): mode -> (label,
+# what it does), in the simulator's order. "{slow}" is the configured delay in seconds.
+CHAT_PANEL_MODES = {
+    "normal": ("Normal", "Answers as usual"),
+    "down": ("Down", "Both endpoints answer 503 (the Chat Panel is down)"),
+    "slow": ("Slow ({slow} s)", "Both endpoints answer after {slow} s, longer than the CRM's 2 s timeout"),
+    "malformed": ("Malformed reply", "The messages endpoint answers 200 with a body that is not JSON"),
+    "partial": ("Partial reply", "The messages endpoint answers 200 with JSON cut off in the middle"),
+    "empty": ("No messages", "The room has 0 messages"),
+    "deleted": ("Room deleted", "The room was hard-deleted: both endpoints answer 404"),
+    "forbidden": ("No access", "The agent has no access to the room: both endpoints answer 403"),
+    "archived": ("Archived", "The room answers status \"archived\"; its messages stay readable"),
+}
 
 
 @dataclass
@@ -45,8 +60,8 @@ class Room:
     email: str | None
     deal_name: str  # the simulator's default names for this room
     ticket_name: str
-    restricted: bool = False  # the fake Chat Panel API answers 403 for it
-    adhoc: bool = False  # a QA room opened with ?room=<any valid id>: unknown to the Chat Panel API
+    chat_panel_mode: str = "normal"  # a key of CHAT_PANEL_MODES
+    adhoc: bool = False  # a QA room made on first view (?room=<any valid id>) or by setting its mode
     tags: list[str] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     opened_at: datetime | None = None
@@ -118,19 +133,29 @@ def demo_rooms(start: datetime) -> dict[str, Room]:
         Room("room-dewi", "Dewi Lestari", "whatsapp", "+62 857-1111-2233", None,
              "New enquiry — Dewi", "First contact follow-up", tags=["New"]),
         Room("room-rina", "Rina Kusuma", "instagram", "@rinakusuma", "rina@kusuma-group.com",
-             "Enterprise renewal 2027", "Contract question", restricted=True, tags=["VIP", "Key account"]),
+             "Enterprise renewal 2027", "Contract question", chat_panel_mode="forbidden",
+             tags=["VIP", "Key account"]),
     ]
     for room in rooms:
-        room.messages = [
-            Message(kind, name, text, start - timedelta(minutes=minutes))
-            for kind, name, text, minutes in _SCRIPTS[room.id]
-        ]
-        room.opened_at = start - timedelta(hours=3) if not room.messages else room.messages[0].sent_at
+        _play(room, _SCRIPTS[room.id], start)
     return {room.id: room for room in rooms}
 
 
 def adhoc_room(room_id: str, now: datetime) -> Room:
-    """A room opened by id for QA (e.g. one fresh room per e2e test)."""
-    return Room(room_id, f"QA visitor {room_id}"[:64], "web", "qa@example.com", "qa@example.com",
-                f"QA deal {room_id}"[:200], f"QA ticket {room_id}"[:200], adhoc=True, tags=["QA"],
-                opened_at=now)
+    """A room opened by id for QA (e.g. one fresh room per e2e test). Its last message
+    names the room, so a chat history preview shows which room it was read from."""
+    room = Room(room_id, f"QA visitor {room_id}"[:64], "web", "qa@example.com", "qa@example.com",
+                f"QA deal {room_id}"[:200], f"QA ticket {room_id}"[:200], adhoc=True, tags=["QA"])
+    _play(room, [
+        ("customer", room.customer, "Hi, could I get a quote for 2 units, please?", 3),
+        ("bot", "Qontak Bot", "Sure! I've noted 2 units. An agent will send you the quote shortly.", 2.9),
+        ("customer", room.customer, f"Thanks! My reference is {room_id}.", 1),
+    ], now)
+    return room
+
+
+def _play(room: Room, script: list[tuple[str, str, str, float]], start: datetime) -> None:
+    room.messages = [
+        Message(kind, name, text, start - timedelta(minutes=minutes)) for kind, name, text, minutes in script
+    ]
+    room.opened_at = room.messages[0].sent_at if room.messages else start - timedelta(hours=3)

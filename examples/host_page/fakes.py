@@ -3,6 +3,7 @@ API (RFC section 8) and the receivers of the Omnichannel notifications (section 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -18,40 +19,105 @@ from examples.host_page.context import (
     HostError,
     host_config,
     host_state,
+    read_json_object,
 )
 from examples.host_page.demo import (
+    CHAT_PANEL_MODES,
     Room,
     rfc3339,
 )
 
 # -- fake Chat Panel API (RFC section 8) ------------------------------------------------
+#
+# Every room has a mode (``Room.chat_panel_mode``, one of ``CHAT_PANEL_MODES``) that
+# decides how these endpoints answer for it, so QA and e2e tests can play each failure
+# the CRM must survive (S04 ERR-2, S05 ERR-1) on one room without touching the others.
+
+# Modes that refuse the whole room, on both endpoints: (status, message).
+_REFUSALS = {
+    "down": (503, "the Chat Panel is down"),
+    "deleted": (404, "this room was deleted"),
+    "forbidden": (403, "you have no access to this room"),
+}
+# A maintenance page where JSON was expected. It is labelled JSON on purpose: the CRM
+# must notice by parsing, not by trusting the Content-Type.
+_NOT_JSON = b"<html><head><title>Chat Panel</title></head><body><h1>Down for maintenance</h1></body></html>"
 
 
-def _chat_panel_room(request: Request) -> Room:
+async def _chat_panel_room(request: Request) -> Room:
+    """The room asked for, once the caller is checked and the room's mode has refused
+    (raises) or delayed the answer."""
     company = request.headers.get("x-company-id")
     if not company:
         raise HostError(400, "missing X-Company-Id")
-    room = host_state(request).rooms.get(request.path_params["room_id"])
+    room = host_state(request).room(request.path_params["room_id"], create=False)
     if company != host_config(request).company_id or room is None:
         raise HostError(404, "no such room")
-    if room.restricted:
-        raise HostError(403, "this room is restricted")
+    if room.chat_panel_mode in _REFUSALS:
+        raise HostError(*_REFUSALS[room.chat_panel_mode])
+    if room.chat_panel_mode == "slow":
+        await _wait_unless_hung_up(request, host_config(request).chat_panel_slow_seconds)
     return room
 
 
+async def _wait_unless_hung_up(request: Request, seconds: float) -> None:
+    """Sleep ``seconds``, less if the caller hangs up first: the CRM gives up after 2 s,
+    and an abandoned reply left sleeping would hold up the server's graceful shutdown.
+    (A shutdown cancels the sleep itself once its grace period is over.)"""
+    hang_up = asyncio.create_task(_hung_up(request))
+    try:
+        await asyncio.wait([hang_up], timeout=seconds)
+    finally:
+        hang_up.cancel()
+
+
+async def _hung_up(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass  # the (empty) request body; the next message comes when the client leaves
+
+
 async def chat_panel_room(request: Request) -> Response:
-    room = _chat_panel_room(request)
-    return JSONResponse({"room_id": room.id})
+    room = await _chat_panel_room(request)
+    status = "archived" if room.chat_panel_mode == "archived" else "open"
+    return JSONResponse({"room_id": room.id, "status": status})
 
 
 async def chat_panel_messages(request: Request) -> Response:
-    room = _chat_panel_room(request)
+    room = await _chat_panel_room(request)
     try:
         limit = int(request.query_params.get("limit", "5"))
     except ValueError:
         raise HostError(400, "limit must be an integer") from None
     limit = min(max(limit, 1), 100)
-    return JSONResponse({"messages": [m.to_json() for m in room.messages[-limit:]]})
+    mode = room.chat_panel_mode
+    if mode == "malformed":
+        return Response(_NOT_JSON, media_type="application/json")
+    messages = [] if mode == "empty" else room.messages[-limit:]
+    reply = JSONResponse({"messages": [m.to_json() for m in messages]})
+    if mode == "partial":  # a strict prefix of a JSON object is never valid JSON
+        return Response(reply.body[: len(reply.body) // 2], media_type="application/json")
+    return reply
+
+
+async def get_chat_panel_mode(request: Request) -> Response:
+    room = host_state(request).room(request.path_params["room_id"], create=False)
+    if room is None:
+        raise HostError(404, "unknown room (open it in the inbox or set its mode first)")
+    return JSONResponse({"room_id": room.id, "mode": room.chat_panel_mode})
+
+
+async def set_chat_panel_mode(request: Request) -> Response:
+    """Sets a room's mode; an unknown (valid) room id becomes an ad-hoc QA room, so an
+    e2e test can rig a room before anything shows it."""
+    data = await read_json_object(request)
+    mode = data.get("mode")
+    if not isinstance(mode, str) or mode not in CHAT_PANEL_MODES:
+        raise HostError(422, f"mode must be one of: {', '.join(CHAT_PANEL_MODES)}")
+    room = host_state(request).room(request.path_params["room_id"], create=True)
+    if room is None:
+        raise HostError(404, "not a valid room id")
+    room.chat_panel_mode = mode
+    return JSONResponse({"room_id": room.id, "mode": mode})
 
 
 # -- Omnichannel notification receivers (RFC section 9) ---------------------------------

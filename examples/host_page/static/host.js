@@ -374,10 +374,10 @@
     while (list.children.length > 100) list.removeChild(list.lastChild);
   }
 
-  function logInfo(title, detail, isError) {
+  function logInfo(title, detail, isError, action) {
     var item = el("li", "log-entry " + (isError ? "is-error" : "is-info"));
     item.setAttribute("data-testid", "sim-log-entry");
-    item.dataset.action = "widget";
+    item.dataset.action = action || "widget";
     var head = el("div", "log-head");
     head.appendChild(el("span", "log-time", clock()));
     head.appendChild(el("span", "log-title", title));
@@ -499,6 +499,48 @@
       var list = logList();
       list.textContent = "";
       list.appendChild(el("li", "log-empty", "Actions and their API responses appear here."));
+    });
+  }
+
+  // ------------------------------------------------------------------ Chat Panel mode (fake Chat Panel API)
+
+  /* The server renders every room's badge; the current room's follows the control. */
+  function showRoomModeBadge(mode, label) {
+    var main = document.querySelector("[data-testid='room-item'][aria-current='page'] .room-main");
+    if (!main) return;
+    var badge = main.querySelector("[data-testid='room-chat-panel-mode']");
+    if (mode === "normal") {
+      if (!badge) return;
+      var flags = badge.parentNode;
+      badge.remove();
+      if (!flags.children.length) flags.remove();
+      return;
+    }
+    if (!badge) {
+      var box = main.querySelector(".room-flags") || main.appendChild(el("span", "room-flags"));
+      badge = box.insertBefore(el("span", "mini-badge mini-badge-warn"), box.firstChild);
+      badge.setAttribute("data-testid", "room-chat-panel-mode");
+      badge.title = "The fake Chat Panel API's mode for this room";
+    }
+    badge.textContent = "Chat Panel: " + label;
+  }
+
+  function initChatPanelMode() {
+    var select = $("chat-panel-mode");
+    if (!select) return;
+    select.addEventListener("change", function () {
+      var mode = select.value, option = select.options[select.selectedIndex];
+      api("PUT", "/chat-panel/rooms/" + encodeURIComponent(roomId()) + "/mode", { mode: mode })
+        .then(function (result) {
+          if (!result.ok) throw new Error(errorText(result));
+          select.dataset.mode = mode;
+          showRoomModeBadge(mode, option.textContent);
+          logInfo("Chat Panel for this room: " + option.textContent, option.title, false, "chat-panel-mode");
+        })
+        .catch(function (err) {
+          select.value = select.dataset.mode;
+          toast("Could not change the Chat Panel mode: " + err.message, true);
+        });
     });
   }
 
@@ -652,6 +694,7 @@
     initFrame();
     initManualDeal();
     initSimulator();
+    initChatPanelMode();
     initEvents();
     initComposer();
     initRoomFilters();
