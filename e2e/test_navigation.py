@@ -132,6 +132,10 @@ def test_names_do_nothing_once_the_token_expired(
     # itself to test the script's own guard as well.
     page.get_by_test_id("deal-name").dispatch_event("click")
     page.get_by_test_id("deal-name").click(force=True)
+    # Positive control: a click handler fetches /open at once, so a request made after
+    # the clicks, from the same page, is seen after any /open would have been.
+    with page.expect_request("**/healthz?after-clicks"):
+        page.evaluate("fetch('/healthz?after-clicks')")
 
     expect(page.get_by_test_id("notice")).to_be_hidden()
     assert requests_to("/open") == []
