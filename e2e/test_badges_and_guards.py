@@ -77,7 +77,8 @@ def test_s06_ac3_no_creator_flag_keeps_the_default_label_and_never_reaches_the_t
         got = stack.api.get(f"/{kind}s/{record['id']}").json()
         assert got["creator"] == "API", got
     runtime = stack.widget.app.state.runtime  # such records never reach /open: sign the link here
-    url = crm_link(runtime, {"company": stack.tenant.id, "agent_id": "manager-1"}, "deal", plain["id"])
+    manager = {"company": stack.tenant.id, "agent_id": "manager-1", "permissions": ["deal:view"]}
+    url = crm_link(runtime, manager, "deal", plain["id"])
     crm = page.context.new_page()
     crm.goto(url)
     expect(crm.get_by_test_id("crm-name")).to_have_text("Plain API deal")

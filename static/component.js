@@ -196,6 +196,16 @@
 
   // -- clicks ------------------------------------------------------------------
 
+  // The agent's IANA time zone, so the CRM page shows times as the agent's clock does.
+  function timeZone() {
+    try {
+      const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      return typeof zone === "string" && zone.length <= 64 ? zone : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
   async function open(link) {
     const kind = link.dataset.open;
     const id = link.closest("[data-id]").dataset.id;
@@ -204,7 +214,7 @@
       response = await fetch(endpoint("open"), {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ kind: kind, id: id }),
+        body: JSON.stringify({ kind: kind, id: id, tz: timeZone() }),
       });
     } catch (_) {
       notice(S.open_failed);

@@ -64,6 +64,8 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "public_url": "http://127.0.0.1:8000",
         "log_format": "json",
         "rate_limit": 0,  # tests drive bursts; tests/test_limits.py turns it on
+        # Timeline entries stay as written unless a test runs the worker itself.
+        "embedded_worker": False,
         **overrides,
     }
     return load_settings(**values)

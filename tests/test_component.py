@@ -151,18 +151,22 @@ async def test_open_gives_a_signed_crm_link_that_opens_the_record(
     assert [p["agent_id"] for p in widget_log.props("deal_preview_clicked")] == ["agent-7"]
 
     api.headers.pop("Authorization")
-    page = await api.get(urlsplit(url).path + "?" + urlsplit(url).query)
+    # The link is used once: it sets a session for this record and leaves the address bar.
+    entered = await api.get(urlsplit(url).path + "?" + urlsplit(url).query)
+    assert entered.status_code == 303 and entered.headers["location"] == f"/crm/deals/{deal['id']}"
+    cookie = entered.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and f"Path=/crm/deals/{deal['id']}" in cookie
+    page = await api.get(entered.headers["location"])
     assert page.status_code == 200
     assert 'data-testid="crm-creator">Bot<' in page.text
     assert frame_ancestors(page) == "'none'"
-    cookie = page.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/crm" in cookie
     # The session cookie lets the agent reload the page without the link.
     again = await api.get(f"/crm/deals/{deal['id']}")
     assert again.status_code == 200
     link = parse_qs(urlsplit(url).query)["link"][0]
     api.cookies.clear()
     assert (await api.get(f"/crm/tickets/{deal['id']}?link={link}")).status_code == 401
+    assert (await api.get(f"/crm/deals/{deal['id']}?link={link}")).status_code == 401  # used
 
 
 async def test_open_uses_the_external_url_when_given(api: httpx.AsyncClient) -> None:
@@ -229,7 +233,9 @@ async def test_crm_page_for_a_deleted_record_says_so(api: httpx.AsyncClient) -> 
     url = (await api.post(f"/embed/rooms/room-1/open?token={await mint(api)}",
                           json={"kind": "deal", "id": deal["id"]})).json()["url"]
     await api.delete(f"/api/v1/deals/{deal['id']}")
-    page = await api.get(url.removeprefix("http://127.0.0.1:8000"))
+    entered = await api.get(url.removeprefix("http://127.0.0.1:8000"))
+    assert entered.status_code == 303
+    page = await api.get(entered.headers["location"])
     assert page.status_code == 404 and "This record was deleted" in page.text
 
 

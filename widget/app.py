@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from widget import api, companies, embed, logs, openapi, pages, stream
+from widget import api, companies, embed, logs, openapi, pages, stream, worker
 from widget.errors import DomainError
 from widget.http_errors import STATUS_CODES, ApiError, error_body, error_response, from_domain
 from widget.middleware import SecurityHeaders
@@ -97,7 +97,11 @@ def create_app(
         logs.configure(settings.log_format)
         async with open_runtime(settings, clock, upstream=upstream) as runtime:
             app.state.runtime = runtime
-            yield
+            if settings.embedded_worker:
+                async with worker.in_background(runtime):
+                    yield
+            else:
+                yield
 
     routes = [
         Route("/healthz", healthz),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from widget import companies, embed_tokens
+from widget import companies, embed_tokens, logs, worker
 from widget.errors import DomainError, Invalid
 from widget.models import EmbedTokenIn, parse
 from widget.runtime import Runtime, open_runtime
@@ -47,6 +48,25 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
     asyncio.run(_with_runtime(settings, lambda runtime: asyncio.sleep(0)))
     print("database is at the newest schema revision")
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
+    async def work() -> None:
+        logs.configure(settings.log_format)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)  # hand back unfinished rows, then exit
+        async with open_runtime(settings) as runtime:
+            await worker.run_worker(runtime, stop)
+
+    asyncio.run(work())
+
+
+def cmd_purge(settings: Settings, args: argparse.Namespace) -> None:
+    counts = asyncio.run(_with_runtime(settings, lambda runtime: worker.purge(runtime, dry_run=args.dry_run)))
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb}: " + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in counts.items()))
 
 
 def cmd_company_create(settings: Settings, args: argparse.Namespace) -> None:
@@ -88,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
 
     sub.add_parser("migrate", help="upgrade the database schema").set_defaults(run=cmd_migrate)
+    sub.add_parser(
+        "worker", help="run the outbox worker alone (set WIDGET_EMBEDDED_WORKER=false for serve)"
+    ).set_defaults(run=cmd_worker)
+    purge = sub.add_parser("purge", help="delete timeline entries and keys past their retention")
+    purge.add_argument("--dry-run", action="store_true", help="print what would go, delete nothing")
+    purge.set_defaults(run=cmd_purge)
 
     company = sub.add_parser("company", help="manage companies").add_subparsers(dest="action", required=True)
     create = company.add_parser("create", help="create a company and print its API key once")

@@ -63,7 +63,7 @@ async def open_record(request: Request) -> Response:
     record = getattr(state, body.kind)
     if record is None or record["id"] != body.id:
         raise not_found(body.kind)
-    url = record["external_url"] or embed_tokens.crm_link(rt, claims, body.kind, body.id)
+    url = record["external_url"] or embed_tokens.crm_link(rt, claims, body.kind, body.id, body.tz)
     name = f"{body.kind}_preview_clicked"
     props = {"room_id": claims["room_id"], f"{body.kind}_id": body.id, "agent_id": claims["agent_id"],
              "timestamp": rfc3339(rt.now())}

@@ -11,6 +11,7 @@ from widget.errors import Invalid
 from widget.models import PERMISSIONS, EmbedTokenIn, rfc3339
 from widget.runtime import Runtime
 from widget.store import Row
+from widget.strings import zone_or_utc
 from widget.tokens import CRM_LINK, EMBED
 
 CRM_LINK_TTL = 300  # s: the link only has to survive the new tab opening
@@ -50,12 +51,22 @@ async def mint(rt: Runtime, company: Row, body: EmbedTokenIn) -> dict[str, Any]:
     }
 
 
-def crm_link(rt: Runtime, claims: dict[str, Any], kind: str, record_id: str) -> str:
+def crm_link(rt: Runtime, claims: dict[str, Any], kind: str, record_id: str, tz: str | None = None) -> str:
     """Where a click on a preview's name leads: the record's CRM page, with a signed
-    link that lets this agent in."""
+    single-use link for this agent. It carries what the page needs to know about the
+    agent: permissions, language (the embed token's ``locale``) and the browser's time
+    zone (``tz``; not a real IANA zone → UTC)."""
     token, _ = rt.signer.sign(
         CRM_LINK,
-        {"company": claims["company"], "kind": kind, "id": record_id, "agent_id": claims["agent_id"]},
+        {
+            "company": claims["company"],
+            "kind": kind,
+            "id": record_id,
+            "agent_id": claims["agent_id"],
+            "permissions": list(claims.get("permissions", [])),
+            "locale": claims.get("locale") or "en",
+            "tz": zone_or_utc(tz),
+        },
         CRM_LINK_TTL,
     )
-    return f"{rt.settings.public_url}/crm/{kind}s/{record_id}?link={token}"
+    return f"{rt.settings.public_url}/crm/{kind}s/{quote(record_id, safe='')}?link={token}"

@@ -1,9 +1,9 @@
-"""HTML pages: the embedded component (RFC sections 6-7) and the CRM record pages
-(section 8), server-rendered with Jinja2 (autoescaped), no inline script or style."""
+"""HTML pages: the embedded component (RFC sections 6-7), server-rendered with Jinja2
+(autoescaped), no inline script or style; the shared template set-up. The CRM record
+pages (section 8) are in ``widget.crm``."""
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,20 +12,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from widget import rooms, timeline
+from widget import crm, rooms
 from widget.companies import frame_origins
 from widget.embed import EmbedDenied, authorize
-from widget.models import creator_label, rfc3339
 from widget.runtime import Runtime
 from widget.settings import Settings
-from widget.strings import LANGUAGES, strings_for
-from widget.tokens import CRM_LINK, CRM_SESSION, InvalidToken, TokenExpired
+from widget.strings import LANGUAGES, fill, strings_for
 
 # Everything but frame-ancestors, which depends on who may embed the page.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}")
-SESSION_COOKIE = "crm_session"
-SESSION_TTL = 8 * 3600
 
 
 def http_url(value: str | None) -> str:
@@ -36,6 +32,7 @@ def http_url(value: str | None) -> str:
 def templates(settings: Settings) -> Jinja2Templates:
     env = Jinja2Templates(directory=str(settings.templates_dir))
     env.env.filters["http_url"] = http_url
+    env.env.filters["fill"] = fill
     env.env.globals["static_version"] = _static_version(settings)
     return env
 
@@ -89,57 +86,7 @@ async def component(request: Request) -> Response:
     return _render(request, "component.html", context, status, ancestors)
 
 
-# -- CRM record pages -------------------------------------------------------------
-
-
-def _session_claims(rt: Runtime, request: Request, kind: str, record_id: str) -> tuple[dict | None, str | None]:
-    """(claims, fresh session token): from the signed link, else from the session cookie."""
-    link = request.query_params.get("link")
-    if link:
-        try:
-            claims = rt.signer.verify(CRM_LINK, link)
-        except (InvalidToken, TokenExpired):
-            return None, None
-        if claims.get("kind") != kind or claims.get("id") != record_id:
-            return None, None
-        session, _ = rt.signer.sign(
-            CRM_SESSION, {"company": claims["company"], "agent_id": claims["agent_id"]}, SESSION_TTL
-        )
-        return claims, session
-    try:
-        return rt.signer.verify(CRM_SESSION, request.cookies.get(SESSION_COOKIE)), None
-    except (InvalidToken, TokenExpired):
-        return None, None
-
-
-async def crm_record(request: Request, kind: str) -> Response:
-    rt: Runtime = request.app.state.runtime
-    record_id = request.path_params["id"]
-    lang = request.query_params.get("lang")
-    lang = lang if lang in LANGUAGES else "en"
-    claims, session = _session_claims(rt, request, kind, record_id)
-    context: dict[str, Any] = {"s": strings_for(lang), "kind": kind, "record": None, "lang": lang}
-    if claims is None:
-        return _render(request, "crm_record.html", {**context, "problem": "link_invalid"}, 401, "'none'")
-    row = await rt.store.get_record(kind, claims["company"], record_id)
-    if row is None:
-        response = _render(request, "crm_record.html", {**context, "problem": "record_deleted"}, 404, "'none'")
-    else:
-        contact = await rt.store.get_contact(claims["company"], row["contact_id"]) if row["contact_id"] else None
-        entries = [timeline.entry_out(rt.settings, e) for e in await rt.store.timeline(kind, record_id)]
-        context.update(
-            record=row, contact=contact, entries=entries, problem=None,
-            creator=creator_label(row["creator_flag"]), created_at=rfc3339(row["created_at"]),
-        )
-        response = _render(request, "crm_record.html", context, 200, "'none'")
-    if session:
-        response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL, path="/crm", httponly=True,
-                            samesite="lax", secure=request.url.scheme == "https")
-    return response
-
-
 routes = [
     Route("/embed/rooms/{room_id}", component, methods=["GET"]),
-    Route("/crm/deals/{id}", partial(crm_record, kind="deal"), methods=["GET"]),
-    Route("/crm/tickets/{id}", partial(crm_record, kind="ticket"), methods=["GET"]),
+    *crm.routes,  # the CRM record pages live in widget/crm.py
 ]

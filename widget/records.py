@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from widget import analytics, contacts, logs, rooms, timeline
+from widget import analytics, contacts, logs, rooms, timeline, worker
 from widget.errors import not_found
 from widget.ids import new_id
 from widget.models import CREATORS, RecordIn, record_out, rfc3339
@@ -51,6 +51,8 @@ async def create(
     )
     record = change.record
     assert record is not None
+    if topics:
+        worker.nudge()  # committed: the chat history is fetched now, not at the next poll
     if failure:
         logs.event(
             "contact_association_failed", logging.WARNING, company_id=company_id,

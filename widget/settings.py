@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     templates_dir: Path = _assets("templates")
     static_dir: Path = _assets("static")
     test_clock: bool = False
+    # Addition: run the outbox worker inside `widget serve` (the embedded default);
+    # false when it runs apart as `widget worker`.
+    embedded_worker: bool = True
 
     @field_validator("secret_keys", mode="before")
     @classmethod

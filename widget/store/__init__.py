@@ -340,6 +340,86 @@ class Store:
         async with self._read() as conn:
             return [dict(row._mapping) for row in await conn.execute(query)]
 
+    async def claim_outbox(
+        self, topics: Iterable[str], *, now: int, lease_until: int, limit: int
+    ) -> list[Row]:
+        """Lease up to ``limit`` due rows of these topics, oldest first, to one worker.
+
+        One statement: the leased rows get ``next_attempt_at = lease_until`` (so a row
+        whose worker died is due again when the lease ends) and ``attempts + 1`` (which
+        also fences the outcome writes below against a worker whose lease ran out).
+        PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass each other;
+        SQLite (the dialect drops that clause) serialises them with ``BEGIN IMMEDIATE``."""
+        o = schema.outbox.c
+        due = (
+            select(o.id)
+            .where(o.done_at.is_(None), o.next_attempt_at <= now, o.topic.in_(list(topics)))
+            .order_by(o.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(schema.outbox)
+            .where(o.id.in_(due.scalar_subquery()))
+            .values(attempts=o.attempts + 1, next_attempt_at=lease_until)
+            .returning(*schema.outbox.c)
+        )
+        async with self._write() as conn:
+            rows = [dict(row._mapping) for row in await conn.execute(claim)]
+        return sorted(rows, key=lambda row: row["id"])
+
+    async def outbox_done(self, row_id: int, attempts: int, *, now: int, error: str | None = None) -> bool:
+        """Finish a leased row (``error`` says why when the worker gave up)."""
+        return await self._settle_outbox(row_id, attempts, {"done_at": now, "last_error": error})
+
+    async def outbox_retry(self, row_id: int, attempts: int, *, at: int, error: str) -> bool:
+        return await self._settle_outbox(row_id, attempts, {"next_attempt_at": at, "last_error": error})
+
+    async def outbox_release(self, row_id: int, attempts: int, *, now: int) -> bool:
+        """Hand a leased row back unrun (worker stopping): due now, the claim not counted."""
+        return await self._settle_outbox(row_id, attempts, {"next_attempt_at": now, "attempts": attempts - 1})
+
+    async def _settle_outbox(self, row_id: int, attempts: int, values: Row) -> bool:
+        """Write an outcome if the claim that counted ``attempts`` still holds the row;
+        False if the lease was lost (claimed again since, or finished meanwhile)."""
+        o = schema.outbox.c
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(schema.outbox)
+                .where(o.id == row_id, o.attempts == attempts, o.done_at.is_(None))
+                .values(values)
+            )
+        return result.rowcount == 1
+
+    # What the chat_history rows write back: the creation entry's preview, once.
+
+    async def chat_preview_pending(self, company_id: str, kind: str, record_id: str) -> bool:
+        t = schema.timeline_entries.c
+        row = await self._one(
+            select(t.id).where(
+                t.company_id == company_id, t.record_kind == kind, t.record_id == record_id,
+                t.chat_preview_status == "pending",
+            )
+        )
+        return row is not None
+
+    async def set_chat_preview(
+        self, company_id: str, kind: str, record_id: str, status: str, preview: str | None
+    ) -> bool:
+        """Settle the record's entry (``preview`` is JSON text or None) if it is still
+        pending; False if it was settled already (a row run twice) or is gone."""
+        t = schema.timeline_entries.c
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(schema.timeline_entries)
+                .where(
+                    t.company_id == company_id, t.record_kind == kind, t.record_id == record_id,
+                    t.chat_preview_status == "pending",
+                )
+                .values(chat_preview=preview, chat_preview_status=status)
+            )
+        return result.rowcount > 0
+
     # -- idempotency --------------------------------------------------------
 
     async def idempotency_claim(
@@ -408,6 +488,32 @@ class Store:
         async with self._read() as conn:
             return {name: count for name, count in await conn.execute(query)}
 
+    # -- retention ----------------------------------------------------------
+
+    async def purge_expired(
+        self, *, timeline_before: int, idempotency_before: int, outbox_done_before: int, dry_run: bool
+    ) -> dict[str, int]:
+        """Delete (or with ``dry_run`` only count) timeline entries created, idempotency
+        keys created and outbox rows finished strictly before the given times. Unfinished
+        outbox rows are live work and never purged."""
+        t, i, o = schema.timeline_entries.c, schema.idempotency_keys.c, schema.outbox.c
+        expired = {
+            "timeline_entries": (schema.timeline_entries, t.created_at < timeline_before),
+            "idempotency_keys": (schema.idempotency_keys, i.created_at < idempotency_before),
+            "outbox_done": (schema.outbox, o.done_at < outbox_done_before),  # NULL: not done
+        }
+        if dry_run:
+            async with self._read() as conn:
+                return {
+                    name: (await conn.execute(select(func.count()).select_from(table).where(where))).scalar_one()
+                    for name, (table, where) in expired.items()
+                }
+        async with self._write() as conn:
+            return {
+                name: (await conn.execute(delete(table).where(where))).rowcount
+                for name, (table, where) in expired.items()
+            }
+
     # -- helpers ------------------------------------------------------------
 
     async def _one(self, query: Any, conn: AsyncConnection | None = None) -> Row | None:
@@ -416,6 +522,33 @@ class Store:
                 return await self._one(query, conn)
         row = (await conn.execute(query)).first()
         return dict(row._mapping) if row is not None else None
+
+    # -- crm links ----------------------------------------------------------
+
+    async def use_crm_link(self, jti: str, company_id: str, *, expires_at: int, now: int) -> bool:
+        """Remember that the CRM link ``jti`` was used; False if it was used before."""
+        try:
+            async with self._write(company_id) as conn:
+                await conn.execute(
+                    insert(schema.used_crm_links).values(
+                        jti=jti, company_id=company_id, used_at=now, expires_at=expires_at
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def forget_used_links(self, before: int, *, dry_run: bool = False) -> int:
+        """Forget (or with ``dry_run`` only count) used CRM links that expired strictly
+        before ``before`` (µs): past its ``exp`` a link is refused by its signature check
+        anyway, so remembering it is no longer needed. The retention purge calls this."""
+        u = schema.used_crm_links.c
+        if dry_run:
+            async with self._read() as conn:
+                query = select(func.count()).select_from(schema.used_crm_links).where(u.expires_at < before)
+                return (await conn.execute(query)).scalar_one()
+        async with self._write() as conn:
+            return (await conn.execute(delete(schema.used_crm_links).where(u.expires_at < before))).rowcount
 
 
 __all__ = ["Change", "CompanyExists", "RoomState", "Row", "Store"]

@@ -156,3 +156,16 @@ analytics_events = Table(
     UniqueConstraint("company_id", "dedupe", name="uq_analytics_dedupe"),
     Index("ix_analytics_company_time", "company_id", "created_at"),
 )
+
+# CRM record links already used (RFC section 8): a signed link opens its page once.
+# A row is kept until the link expires (its signature check refuses it after that),
+# then the retention purge forgets it (``Store.forget_used_links``).
+used_crm_links = Table(
+    "used_crm_links",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("company_id", String(64), nullable=False),
+    Column("used_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_used_crm_links_expires", "expires_at"),
+)

@@ -1,0 +1,407 @@
+"""The CRM record pages (RFC section 8; PRD S04-S06, E5, E6): a deal's or ticket's
+detail with its creator, contact and timeline, and the timeline's way back to the
+chat room.
+
+Access. A click on a name in the component gets a signed **link** (``CRM_LINK``, 300 s,
+``embed_tokens.crm_link``) that carries the agent, their permissions, language and
+time zone. ``GET /crm/{kind}s/{id}?link=…`` checks it (signature, expiry, this kind and
+id, ``{kind}:view``), remembers its ``jti`` so it works **once**, sets a **session
+cookie for this record only** and answers 303 to the clean URL, so the link leaves the
+address bar (and the history). Reloads and the page's own calls ride on the cookie:
+
+  name ``crm_record_session``, Path ``/crm/{kind}s/{id}``, HttpOnly, SameSite=Lax,
+  Secure on https, 8 h; claims company, kind, id, agent_id, permissions (just
+  ``{kind}:view``), locale, tz (+ jti, exp).
+
+A page without a link or session explains how to get there (``no_link``); a tampered,
+expired or already used link has a page of its own. Every one of these pages carries no
+record data and cannot be framed.
+
+The page's timeline is one Jinja partial, rendered for the first paint and again by
+``GET …/timeline`` while a chat preview is pending (``static/crm.js`` polls it).
+``POST …/room-check`` asks the Chat Panel whether the room can be opened before the
+page opens it in a new tab (S05)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from widget import analytics, logs, timeline
+from widget.bodies import read_json
+from widget.http_errors import ApiError
+from widget.models import creator_label, rfc3339
+from widget.runtime import Runtime
+from widget.store import Row
+from widget.strings import (
+    LANGUAGES,
+    fill,
+    format_clock,
+    format_moment,
+    preferred_language,
+    strings_for,
+    zone_label,
+    zone_or_utc,
+)
+from widget.tokens import CRM_LINK, CRM_SESSION, InvalidToken, TokenExpired
+
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+SESSION_COOKIE = "crm_record_session"
+LEGACY_COOKIE = "crm_session"  # the old company-wide cookie (Path=/crm): cleared on sight
+SESSION_TTL = 8 * 3600  # s: a working day
+ROOM_CHECK_TIMEOUT = 2.0  # s, the whole Chat Panel call (the RFC gives it 2 s)
+# The header crm.js sends with its POSTs: a cross-site form or beacon cannot set it,
+# and a cross-site fetch that does needs a CORS preflight we never grant.
+CSRF_HEADER = "x-crm-request"
+SENDERS = ("customer", "bot", "agentic_ai", "agent")
+KINDS = ("deal", "ticket")
+# What static/crm.js says itself (the notices of the room check).
+JS_STRINGS = ("room_checking", "room_unavailable", "room_forbidden", "room_check_failed",
+              "room_session_ended", "record_deleted_title")
+
+
+def record_path(kind: str, record_id: str) -> str:
+    return f"/crm/{kind}s/{quote(record_id, safe='')}"
+
+
+def http_only(url: str | None) -> str | None:
+    """The URL if it is absolute http(s), else None: never hand out another scheme."""
+    parts = urlsplit(url or "")
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+# -- who is asking -------------------------------------------------------------------
+
+
+def _session(rt: Runtime, request: Request, kind: str, record_id: str) -> tuple[dict[str, Any] | None, str]:
+    """(claims, problem): the session of this very record, or why there is none."""
+    raw = request.cookies.get(SESSION_COOKIE)
+    if not raw:
+        return None, "no_link"
+    try:
+        claims = rt.signer.verify(CRM_SESSION, raw)
+    except TokenExpired:
+        return None, "session_expired"
+    except InvalidToken:
+        return None, "no_link"
+    if claims.get("kind") != kind or claims.get("id") != record_id or f"{kind}:view" not in claims.get(
+        "permissions", []
+    ):
+        return None, "no_link"
+    return claims, ""
+
+
+def _language(request: Request, claims: dict[str, Any] | None) -> str:
+    """``?lang=`` wins, then the agent's locale (link / session), then the browser's."""
+    lang = request.query_params.get("lang")
+    if lang in LANGUAGES:
+        return lang
+    if claims and claims.get("locale") in LANGUAGES:
+        return claims["locale"]
+    return preferred_language(request.headers.get("accept-language")) or "en"
+
+
+async def _use_link(
+    rt: Runtime, request: Request, kind: str, record_id: str, link: str, session: dict[str, Any] | None
+) -> Response:
+    known: dict[str, Any] | None = None  # what the link tells even when refused (language)
+    problem, status = "", 401
+    try:
+        claims = rt.signer.verify(CRM_LINK, link)
+        known = claims
+    except TokenExpired as exc:
+        claims, problem, known = None, "link_expired", exc.claims
+    except InvalidToken:
+        claims, problem = None, "link_invalid"
+    if claims is not None:
+        if claims.get("kind") != kind or claims.get("id") != record_id or not isinstance(claims.get("jti"), str):
+            problem = "link_invalid"
+        elif f"{kind}:view" not in claims.get("permissions", []):
+            problem, status = "no_access", 403
+        elif not await rt.store.use_crm_link(claims["jti"], claims["company"], expires_at=claims["exp"], now=rt.now()):
+            problem = "link_used"
+    clean = record_path(kind, record_id)
+    if request.query_params.get("lang") in LANGUAGES:
+        clean += "?" + urlencode({"lang": request.query_params["lang"]})
+    if not problem and claims is not None:
+        response = RedirectResponse(clean, status_code=303)
+        session_claims = {
+            "company": claims["company"], "kind": kind, "id": record_id, "agent_id": claims["agent_id"],
+            "permissions": [f"{kind}:view"],  # no wider than this page needs
+            "locale": claims["locale"] if claims.get("locale") in LANGUAGES else "en",
+            "tz": zone_or_utc(claims.get("tz")),
+        }
+        token, _ = rt.signer.sign(CRM_SESSION, session_claims, SESSION_TTL)
+        secure = request.url.scheme == "https" or rt.settings.public_url.startswith("https://")
+        response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_TTL, path=record_path(kind, record_id),
+                            httponly=True, samesite="lax", secure=secure)
+        if LEGACY_COOKIE in request.cookies:
+            response.delete_cookie(LEGACY_COOKIE, path="/crm")
+        return response
+    if session is not None:  # already in (a reopened or reused link): just drop the link
+        return RedirectResponse(clean, status_code=303)
+    return _problem(request, kind, problem, _language(request, known), status)
+
+
+# -- rendering ----------------------------------------------------------------------
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status: int) -> Response:
+    response = request.app.state.templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _base_context(kind: str, lang: str) -> dict[str, Any]:
+    s = strings_for(lang)
+    return {"s": s, "kind": kind, "lang": lang, "noun": s[f"{kind}_noun"], "record": None, "problem": None}
+
+
+def _problem(request: Request, kind: str, problem: str, lang: str, status: int) -> Response:
+    return _render(request, "crm_record.html", {**_base_context(kind, lang), "problem": problem}, status)
+
+
+def _when(micros: int, lang: str, zone: str, *, clock: bool = False) -> dict[str, str]:
+    return {
+        "iso": rfc3339(micros) or "",
+        "text": format_clock(micros, lang, zone) if clock else format_moment(micros, lang, zone),
+        "title": f"{format_moment(micros, lang, zone)} · {zone_label(micros, lang, zone)}",
+    }
+
+
+def _parse_time(value: Any) -> int | None:
+    """A message's ``sent_at`` (RFC 3339) as µs, or None if it is not a time."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _messages(preview: Any, lang: str, zone: str) -> list[dict[str, Any]]:
+    """The chat preview as the page shows it; malformed items are skipped."""
+    s = strings_for(lang)
+    shown = []
+    for item in preview if isinstance(preview, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            continue
+        sender = item.get("sender_type") if item.get("sender_type") in SENDERS else None
+        name = item.get("sender_name") if isinstance(item.get("sender_name"), str) else None
+        sent = _parse_time(item.get("sent_at"))
+        shown.append({
+            "sender": sender or "unknown",
+            "side": "in" if sender in ("customer", None) else "out",
+            "label": s[f"sender_{sender}"] if sender else "",
+            "name": (name or "").strip()[:255],
+            "text": item["text"],
+            "sent": _when(sent, lang, zone, clock=True) if sent is not None else None,
+        })
+    return shown
+
+
+def _entries(rt: Runtime, rows: list[Row], lang: str, zone: str) -> list[dict[str, Any]]:
+    s = strings_for(lang)
+    entries = []
+    for row in rows:
+        entry = timeline.entry_out(rt.settings, row)
+        status = entry["chat_preview_status"]
+        entries.append({
+            **entry,
+            "status": status if status in ("pending", "ok", "empty", "failed") else "failed",
+            "creator_text": s.get(f"creator_{entry['creator']}", entry["creator"]),
+            "badge": _badge(entry["creator"]),
+            "messages": _messages(entry["chat_preview"], lang, zone) if status == "ok" else [],
+            "room_url": http_only(entry["room_url"]),
+            "when": _when(row["created_at"], lang, zone),
+        })
+    return entries
+
+
+def _badge(label: str) -> str:
+    return {"Bot": "bot", "AI": "ai"}.get(label, "api")
+
+
+async def _record_context(
+    rt: Runtime, kind: str, record_id: str, claims: dict[str, Any], lang: str
+) -> dict[str, Any] | None:
+    row = await rt.store.get_record(kind, claims["company"], record_id)
+    if row is None:
+        return None
+    zone = zone_or_utc(claims.get("tz"))
+    contact = await rt.store.get_contact(claims["company"], row["contact_id"]) if row["contact_id"] else None
+    creator = creator_label(row["creator_flag"])
+    s = strings_for(lang)
+    return {
+        **_base_context(kind, lang),
+        "record": row,
+        "display_id": row["unique_id"] if kind == "ticket" else row["id"],
+        "contact": contact,
+        "creator": creator,
+        "creator_text": s.get(f"creator_{creator}", creator),
+        "badge": _badge(creator),
+        "created": _when(row["created_at"], lang, zone),
+        "entries": _entries(rt, await rt.store.timeline(kind, record_id), lang, zone),
+        "zone": zone,
+        "base_path": record_path(kind, record_id),
+        "js_strings": {key: fill(s[key], record=s[f"{kind}_noun"]) for key in JS_STRINGS},
+    }
+
+
+# -- routes --------------------------------------------------------------------------
+
+
+async def record_page(request: Request, kind: str) -> Response:
+    """The record's page: from a signed link (once, then 303 to the clean URL) or with
+    the record's session cookie."""
+    rt: Runtime = request.app.state.runtime
+    record_id = request.path_params["id"]
+    session, problem = _session(rt, request, kind, record_id)
+    link = request.query_params.get("link")
+    if link is not None:
+        return await _use_link(rt, request, kind, record_id, link, session)
+    if session is None:
+        return _problem(request, kind, problem, _language(request, None), 401)
+    lang = _language(request, session)
+    context = await _record_context(rt, kind, record_id, session, lang)
+    if context is None:  # E6: deleted while its tab was open
+        return _problem(request, kind, "record_deleted", lang, 404)
+    return _render(request, "crm_record.html", context, 200)
+
+
+def _require_session(rt: Runtime, request: Request, kind: str, record_id: str) -> dict[str, Any]:
+    session, _ = _session(rt, request, kind, record_id)
+    if session is None:
+        raise ApiError(401, "open the record again from the chat room", code="session_required")
+    return session
+
+
+async def timeline_fragment(request: Request, kind: str) -> Response:
+    """The timeline partial alone (what crm.js swaps in while a preview is pending)."""
+    rt: Runtime = request.app.state.runtime
+    record_id = request.path_params["id"]
+    session = _require_session(rt, request, kind, record_id)
+    context = await _record_context(rt, kind, record_id, session, _language(request, session))
+    if context is None:
+        raise ApiError(404, f"{kind} not found")
+    return _render(request, "_crm_timeline.html", context, 200)
+
+
+def _same_origin_call(request: Request) -> None:
+    """CSRF: our page's own fetch only (custom header; the browser's word when it gives it)."""
+    if request.headers.get(CSRF_HEADER) != "1" or request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+        raise ApiError(403, "this endpoint is for the CRM page's own requests")
+
+
+async def room_check(request: Request, kind: str) -> Response:
+    """S05: may the agent open the entry's chat room? Asks the Chat Panel
+    (``GET {CHAT_PANEL_URL}/rooms/{room_id}``, 2 s) and answers
+
+    - 200 ``{url, status: "open"|"archived"}``: open it (archived chats stay readable);
+      logged as ``{kind}_timeline_chatroom_clicked``;
+    - 404 ``room_not_found`` / 403 ``room_forbidden``: show the error, don't navigate;
+    - 503 ``chat_panel_unavailable`` (slow, down, 5xx, nonsense) or
+      ``chat_panel_not_configured``: couldn't check; the page offers "Open anyway".
+
+    ``{"open_anyway": true}`` skips the check: it only records the click of that link.
+    Blocked clicks are not product events; they are logged as ``chat_room_check_failed``."""
+    _same_origin_call(request)
+    rt: Runtime = request.app.state.runtime
+    record_id = request.path_params["id"]
+    session = _require_session(rt, request, kind, record_id)
+    body = await read_json(request)
+    entry_id, anyway = body.get("entry"), body.get("open_anyway", False)
+    if not isinstance(entry_id, str) or not isinstance(anyway, bool):
+        raise ApiError(422, "the request body is not valid", details=[
+            {"field": "entry", "message": "must be a timeline entry id"}])
+    company = session["company"]
+    if await rt.store.get_record(kind, company, record_id) is None:
+        raise ApiError(404, f"{kind} not found")
+    entry = next((e for e in await rt.store.timeline(kind, record_id) if e["id"] == entry_id), None)
+    url = http_only(timeline.room_url(rt.settings, entry["room_id"])) if entry else None
+    if entry is None or url is None:
+        raise ApiError(404, "timeline entry not found")
+    room_id = entry["room_id"]
+    status, reason = ("unchecked", "") if anyway else await chat_room_status(rt, company, room_id, session["agent_id"])
+    if status in ("open", "archived", "unchecked"):
+        props = {f"{kind}_id": record_id, "room_id": room_id, "agent_id": session["agent_id"],
+                 "timestamp": rfc3339(rt.now())}
+        await analytics.track(rt, company, f"{kind}_timeline_chatroom_clicked", props)
+        return JSONResponse({"url": url, "status": status})
+    analytics.warn("chat_room_check_failed", company_id=company, kind=kind, record_id=record_id,
+                   room_id=room_id, agent_id=session["agent_id"], outcome=status, reason=reason)
+    if status == "gone":
+        raise ApiError(404, "this chat room is no longer available", code="room_not_found")
+    if status == "forbidden":
+        raise ApiError(403, "you don't have access to this chat room", code="room_forbidden")
+    code = "chat_panel_not_configured" if status == "not_configured" else "chat_panel_unavailable"
+    raise ApiError(503, "couldn't check the chat room right now", code=code)
+
+
+def chat_panel_segment(room_id: str) -> str:
+    """The room id as one path segment: every character but unreserved ones encoded,
+    and an all-dots id ("." / "..") spelled out so no URL parser resolves it away."""
+    segment = quote(room_id, safe="")
+    return segment.replace(".", "%2E") if set(segment) == {"."} else segment
+
+
+async def chat_room_status(rt: Runtime, company_id: str, room_id: str, agent_id: str) -> tuple[str, str]:
+    """(status, reason): "open", "archived", "gone", "forbidden", "unavailable" or
+    "not_configured", from ``GET {CHAT_PANEL_URL}/rooms/{room_id}`` (``X-Company-Id``;
+    ``X-Agent-Id`` too, so a Chat Panel that knows per-agent access can answer 403)."""
+    base = rt.settings.chat_panel_url
+    if not base:
+        return "not_configured", "WIDGET_CHAT_PANEL_URL is not set"
+    url = f"{base.rstrip('/')}/rooms/{chat_panel_segment(room_id)}"
+    try:
+        async with asyncio.timeout(ROOM_CHECK_TIMEOUT):
+            response = await rt.http.get(url, headers={"X-Company-Id": company_id, "X-Agent-Id": agent_id})
+    except (TimeoutError, httpx.TimeoutException):
+        return "unavailable", "timeout"
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+        return "unavailable", type(exc).__name__
+    if response.status_code in (404, 410):
+        return "gone", f"http {response.status_code}"
+    if response.status_code == 403:
+        return "forbidden", "http 403"
+    if response.status_code != 200:
+        return "unavailable", f"http {response.status_code}"
+    try:
+        answer = json.loads(response.content)
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and answer.get("status") == "archived":
+        return "archived", ""
+    if not isinstance(answer, dict):  # a 200 still says the room is there
+        logs.log.debug("chat panel answered 200 without a JSON object for room %s", room_id)
+    return "open", ""
+
+
+def _routes() -> list[Route]:
+    routes = []
+    for kind in KINDS:
+        base = f"/crm/{kind}s/{{id}}"
+        routes += [
+            Route(base, partial(record_page, kind=kind), methods=["GET"]),
+            Route(f"{base}/timeline", partial(timeline_fragment, kind=kind), methods=["GET"]),
+            Route(f"{base}/room-check", partial(room_check, kind=kind), methods=["POST"]),
+        ]
+    return routes
+
+
+routes = _routes()

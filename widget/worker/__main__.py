@@ -1,0 +1,7 @@
+"""``python -m widget.worker``: the same as ``widget worker``."""
+
+import sys
+
+from widget.cli import main
+
+sys.exit(main(["worker"]))
