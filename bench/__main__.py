@@ -4,6 +4,8 @@
   host's iframe (real Chromium) has painted it; 50 creations.
 - component page server time: ``Server-Timing: app;dur`` of ``GET /embed/rooms/{room}``.
 - component first contentful paint, from the frame document's navigation start.
+- bot deal create round trip with the Chat Panel normal, down and slow (5 s): the
+  chat history is fetched by the worker, off the request path, so the three match.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from e2e.stack import CHROMIUM, CHROMIUM_ARGS, Stack, start_stack
 CREATIONS = 50
 PAGE_LOADS = 200
 PAINTS = 20
+CHAT_PANEL_MODES = {"normal": "normal", "down": "down (503)", "slow": "slow (5 s)"}
 
 OBSERVE = """() => {
   const root = document.getElementById("widget");
@@ -96,6 +99,20 @@ def first_paint(page: Page, stack: Stack) -> list[float]:
     return samples
 
 
+def create_latency(stack: Stack, mode: str) -> list[float]:
+    """Sequential bot deals in a room whose Chat Panel plays ``mode``, while the
+    embedded worker fetches (and retries) their chat history in the background."""
+    room_id = f"bench-chat-{mode}"
+    response = httpx.put(f"{stack.host_url}/chat-panel/rooms/{room_id}/mode", json={"mode": mode})
+    assert response.status_code == 200, response.text
+    samples = []
+    for i in range(CREATIONS):
+        started = time.perf_counter()
+        stack.create("deal", room_id, name=f"Bench deal {i}")
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stack = start_stack(Path(tmp))
@@ -107,6 +124,7 @@ def main() -> None:
                 paint = first_paint(page, stack)
                 browser.close()
             server, client = page_server_time(stack)
+            creates = {mode: create_latency(stack, mode) for mode in CHAT_PANEL_MODES}
         finally:
             stack.close()
     print("| measure (ms) | n | median | p95 | max |")
@@ -115,6 +133,8 @@ def main() -> None:
     print(row("component page: server time (Server-Timing)", server))
     print(row("component page: client round trip", client))
     print(row("component page: first contentful paint", paint))
+    for mode, label in CHAT_PANEL_MODES.items():
+        print(row(f"bot deal create round trip, Chat Panel {label}", creates[mode]))
 
 
 if __name__ == "__main__":

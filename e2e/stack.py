@@ -69,10 +69,15 @@ class Stack:
 
 
 def start_stack(tmp: Path, **settings: Any) -> Stack:
-    """Start both servers on free ports; the demo company may be framed by the host."""
+    """Start both servers on free ports; the demo company may be framed by the host,
+    and the widget's worker fetches chat history from the host's fake Chat Panel, with
+    the host's inbox as the chat-room deeplink, as `make run` does."""
     widget_port, host_port = free_port(), free_port()
+    host_url = f"http://localhost:{host_port}"
     widget_settings = make_settings(
-        tmp, test_clock=True, public_url=f"http://127.0.0.1:{widget_port}", **settings
+        tmp, test_clock=True, public_url=f"http://127.0.0.1:{widget_port}",
+        embedded_worker=True, chat_panel_url=f"{host_url}/chat-panel",
+        omnichannel_room_url=f"{host_url}/inbox?room={{room_id}}", **settings,
     )
     tenant = seed_company(widget_settings, frame_origins=[f"http://localhost:{host_port}"])
     widget = LiveServer(create_app(widget_settings), port=widget_port).__enter__()

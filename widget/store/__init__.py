@@ -7,9 +7,10 @@ row), see ``engine.py``. Rows come back as plain dicts; times are integer µs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,10 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine: AsyncEngine = create_engine(url)
         self._sqlite = is_sqlite(self.engine)
+        # SQLite has one writer: queue this process's writers here (FIFO) rather than
+        # have each poll in SQLite's busy handler, whose back-off makes waits spiky.
+        # BEGIN IMMEDIATE still serialises against other processes.
+        self._writers = asyncio.Lock() if self._sqlite else None
 
     async def migrate(self) -> None:
         await migrate(self.engine)
@@ -70,8 +75,11 @@ class Store:
     @asynccontextmanager
     async def _write(self, company_id: str | None = None) -> AsyncIterator[AsyncConnection]:
         """A serialised write transaction (per company on PostgreSQL, global on SQLite)."""
-        conn = await write_connection(self.engine)
-        try:
+        async with AsyncExitStack() as stack:
+            if self._writers is not None:
+                await stack.enter_async_context(self._writers)
+            conn = await write_connection(self.engine)
+            stack.push_async_callback(conn.close)
             async with conn.begin():
                 if company_id is not None and not self._sqlite:
                     await conn.execute(
@@ -80,8 +88,6 @@ class Store:
                         .with_for_update()
                     )
                 yield conn
-        finally:
-            await conn.close()
 
     # -- companies ----------------------------------------------------------
 
