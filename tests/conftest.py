@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -26,6 +27,17 @@ from tests.support import (
 from widget.app import create_app
 from widget.runtime import Runtime
 from widget.settings import Settings
+
+
+@pytest.fixture
+def widget_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An environment with no WIDGET_* settings but a data dir of the test's own, for
+    code that reads its settings from the environment (the CLI, load_settings)."""
+    for name in list(os.environ):
+        if name.startswith("WIDGET_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("WIDGET_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
 
 
 @pytest.fixture

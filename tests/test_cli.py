@@ -3,17 +3,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.support import T0, FakeClock, new_tenant, running_app
+from widget import records
 from widget.cli import main
+from widget.models import DealIn
 from widget.settings import load_settings
 from widget.tokens import EMBED, Signer
 from widget.runtime import system_clock
@@ -22,11 +28,7 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in list(os.environ):
-        if name.startswith("WIDGET_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("WIDGET_DATA_DIR", str(tmp_path / "data"))
+def cli_env(widget_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("WIDGET_SECRET_KEYS", "cli-test-key-0123456789")
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -205,3 +207,43 @@ def test_python_dash_m_widget_migrate(tmp_path: Path) -> None:
                          env={**env, "WIDGET_BROKER_URL": "ftp://x"}, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "WIDGET_BROKER_URL" in bad.stderr
+
+
+def test_purge_dry_run_then_purge(capsys: pytest.CaptureFixture[str], cli_env: Path) -> None:
+    """A timeline entry 400 days old: the dry run names it and keeps it, the purge
+    deletes it, and a second dry run finds nothing."""
+    async def old_bot_deal() -> None:
+        async with running_app(load_settings(), FakeClock(T0 - 400 * 86_400_000_000)) as app:
+            runtime = app.state.runtime
+            await new_tenant(runtime)
+            company = await runtime.store.get_company("acme")
+            await records.create(runtime, "deal", company, DealIn(
+                name="Old", stage="New", pipeline="Sales", room_id="r-1", creator_flag="bot"))
+
+    asyncio.run(old_bot_deal())
+    code, out, err = run(capsys, "purge", "--dry-run")
+    assert code == 0, err
+    assert out.startswith("would delete: 1 timeline entries"), out
+    code, out, err = run(capsys, "purge")
+    assert code == 0 and out.startswith("deleted: 1 timeline entries"), (out, err)
+    code, out, err = run(capsys, "purge", "--dry-run")
+    assert out.startswith("would delete: 0 timeline entries"), out
+
+
+def test_worker_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")}
+    env.update(WIDGET_DATA_DIR=str(tmp_path / "data"), WIDGET_SECRET_KEYS="cli-test-key-0123456789",
+               PYTHONPATH=str(CHECKOUT))
+    worker = subprocess.Popen([sys.executable, "-m", "widget", "worker"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "data" / "widget.db").exists():  # migrated: the loop is starting
+            assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=20)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, err  # handled: not killed by the signal (-15)
+    assert "Traceback" not in err

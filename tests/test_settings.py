@@ -4,7 +4,6 @@ one readable line naming the setting."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,7 @@ import pytest
 from widget.settings import Settings, SettingsError, load_settings
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("WIDGET_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("WIDGET_DATA_DIR", str(tmp_path / "data"))
+pytestmark = pytest.mark.usefixtures("widget_env")
 
 
 def test_defaults(tmp_path: Path) -> None:
