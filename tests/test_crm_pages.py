@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 
 from tests.support import FakeClock, asgi_client, make_settings, mint_token, new_tenant, running_app
 from tests.test_component import audit
-from widget import crm, timeline
+from widget import chat_panel as chat_panel_api, crm, timeline
 from widget.embed_tokens import crm_link
 from widget.runtime import Runtime
 from widget.settings import Settings
@@ -83,7 +83,7 @@ async def link_for(api: httpx.AsyncClient, kind: str, record: dict[str, Any], **
     """What a click on the record's name in the component gets: the link's path + query."""
     tz = token.pop("tz", None)
     minted = await mint_token(api, record["room_id"], **token)
-    room = crm.chat_panel_segment(record["room_id"])  # "..": not resolved away by the client
+    room = chat_panel_api.room_segment(record["room_id"])  # "..": not resolved away by the client
     response = await api.post(f"/embed/rooms/{room}/open?token={minted}",
                               json={"kind": kind, "id": record["id"], **({"tz": tz} if tz else {})})
     assert response.status_code == 200, response.text
@@ -516,7 +516,7 @@ async def test_room_check_outcomes(
     widget_log: Any, monkeypatch: pytest.MonkeyPatch,
     name: str, upstream: Callable, status: int, code: str | None, clicked: bool,
 ) -> None:
-    monkeypatch.setattr(crm, "ROOM_CHECK_TIMEOUT", 0.2)  # "slow" sleeps 1 s
+    monkeypatch.setattr(chat_panel_api, "TIMEOUT", 0.2)  # "slow" sleeps 1 s
     deal, entry = await checked_page(api, browser, runtime)
     chat_panel.answer = upstream
     widget_log.clear()
@@ -621,7 +621,7 @@ async def test_room_ids_are_one_encoded_segment_everywhere(
 def test_room_url_in_a_path_template_encodes_every_reserved_character(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, omnichannel_room_url="https://omni.example/rooms/{room_id}/chat")
     assert timeline.room_url(settings, "Az09._:@-") == "https://omni.example/rooms/Az09._%3A%40-/chat"
-    assert crm.chat_panel_segment("Az09._:@-") == "Az09._%3A%40-"
+    assert chat_panel_api.room_segment("Az09._:@-") == "Az09._%3A%40-"
 
 
 async def test_page_script_and_csp(api: httpx.AsyncClient, browser: httpx.AsyncClient, runtime: Runtime) -> None:

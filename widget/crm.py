@@ -24,22 +24,19 @@ page opens it in a new tab (S05)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from widget import analytics, logs, timeline
+from widget import analytics, chat_panel, embed_tokens, records, timeline
 from widget.bodies import read_json
 from widget.http_errors import ApiError
-from widget.models import creator_label, rfc3339
+from widget.models import creator_label, rfc3339, to_micros
 from widget.runtime import Runtime
 from widget.store import Row
 from widget.strings import (
@@ -59,7 +56,6 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 SESSION_COOKIE = "crm_record_session"
 LEGACY_COOKIE = "crm_session"  # the old company-wide cookie (Path=/crm): cleared on sight
 SESSION_TTL = 8 * 3600  # s: a working day
-ROOM_CHECK_TIMEOUT = 2.0  # s, the whole Chat Panel call (the RFC gives it 2 s)
 # The header crm.js sends with its POSTs: a cross-site form or beacon cannot set it,
 # and a cross-site fetch that does needs a CORS preflight we never grant.
 CSRF_HEADER = "x-crm-request"
@@ -128,7 +124,7 @@ async def _use_link(
             problem = "link_invalid"
         elif f"{kind}:view" not in claims.get("permissions", []):
             problem, status = "no_access", 403
-        elif not await rt.store.use_crm_link(claims["jti"], claims["company"], expires_at=claims["exp"], now=rt.now()):
+        elif not await embed_tokens.redeem_crm_link(rt, claims):
             problem = "link_used"
     clean = record_path(kind, record_id)
     if request.query_params.get("lang") in LANGUAGES:
@@ -188,10 +184,7 @@ def _parse_time(value: Any) -> int | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return to_micros(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 def _messages(preview: Any, lang: str, zone: str) -> list[dict[str, Any]]:
@@ -240,11 +233,11 @@ def _badge(label: str) -> str:
 async def _record_context(
     rt: Runtime, kind: str, record_id: str, claims: dict[str, Any], lang: str
 ) -> dict[str, Any] | None:
-    row = await rt.store.get_record(kind, claims["company"], record_id)
-    if row is None:
+    found = await records.detail(rt, kind, claims["company"], record_id)
+    if found is None:
         return None
+    row, contact, entries = found
     zone = zone_or_utc(claims.get("tz"))
-    contact = await rt.store.get_contact(claims["company"], row["contact_id"]) if row["contact_id"] else None
     creator = creator_label(row["creator_flag"])
     s = strings_for(lang)
     return {
@@ -256,7 +249,7 @@ async def _record_context(
         "creator_text": s.get(f"creator_{creator}", creator),
         "badge": _badge(creator),
         "created": _when(row["created_at"], lang, zone),
-        "entries": _entries(rt, await rt.store.timeline(kind, record_id), lang, zone),
+        "entries": _entries(rt, entries, lang, zone),
         "zone": zone,
         "base_path": record_path(kind, record_id),
         "js_strings": {key: fill(s[key], record=s[f"{kind}_noun"]) for key in JS_STRINGS},
@@ -330,14 +323,18 @@ async def room_check(request: Request, kind: str) -> Response:
         raise ApiError(422, "the request body is not valid", details=[
             {"field": "entry", "message": "must be a timeline entry id"}])
     company = session["company"]
-    if await rt.store.get_record(kind, company, record_id) is None:
-        raise ApiError(404, f"{kind} not found")
-    entry = next((e for e in await rt.store.timeline(kind, record_id) if e["id"] == entry_id), None)
-    url = http_only(timeline.room_url(rt.settings, entry["room_id"])) if entry else None
-    if entry is None or url is None:
-        raise ApiError(404, "timeline entry not found")
+    entry = await timeline.entry(rt, kind, company, record_id, entry_id)
+    url = http_only(timeline.room_url(rt.settings, entry["room_id"]))
+    if url is None:
+        raise ApiError(404, "this chat room has no http(s) address", code="room_not_found")
     room_id = entry["room_id"]
-    status, reason = ("unchecked", "") if anyway else await chat_room_status(rt, company, room_id, session["agent_id"])
+    status, reason = "unchecked", ""
+    if not anyway:
+        try:
+            status = await chat_panel.room_status(rt, company, room_id, session["agent_id"])
+        except chat_panel.ChatPanelError as exc:
+            status = "not_configured" if exc.reason == "not_configured" else "unavailable"
+            reason = exc.reason
     if status in ("open", "archived", "unchecked"):
         props = {f"{kind}_id": record_id, "room_id": room_id, "agent_id": session["agent_id"],
                  "timestamp": rfc3339(rt.now())}
@@ -351,45 +348,6 @@ async def room_check(request: Request, kind: str) -> Response:
         raise ApiError(403, "you don't have access to this chat room", code="room_forbidden")
     code = "chat_panel_not_configured" if status == "not_configured" else "chat_panel_unavailable"
     raise ApiError(503, "couldn't check the chat room right now", code=code)
-
-
-def chat_panel_segment(room_id: str) -> str:
-    """The room id as one path segment: every character but unreserved ones encoded,
-    and an all-dots id ("." / "..") spelled out so no URL parser resolves it away."""
-    segment = quote(room_id, safe="")
-    return segment.replace(".", "%2E") if set(segment) == {"."} else segment
-
-
-async def chat_room_status(rt: Runtime, company_id: str, room_id: str, agent_id: str) -> tuple[str, str]:
-    """(status, reason): "open", "archived", "gone", "forbidden", "unavailable" or
-    "not_configured", from ``GET {CHAT_PANEL_URL}/rooms/{room_id}`` (``X-Company-Id``;
-    ``X-Agent-Id`` too, so a Chat Panel that knows per-agent access can answer 403)."""
-    base = rt.settings.chat_panel_url
-    if not base:
-        return "not_configured", "WIDGET_CHAT_PANEL_URL is not set"
-    url = f"{base.rstrip('/')}/rooms/{chat_panel_segment(room_id)}"
-    try:
-        async with asyncio.timeout(ROOM_CHECK_TIMEOUT):
-            response = await rt.http.get(url, headers={"X-Company-Id": company_id, "X-Agent-Id": agent_id})
-    except (TimeoutError, httpx.TimeoutException):
-        return "unavailable", "timeout"
-    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
-        return "unavailable", type(exc).__name__
-    if response.status_code in (404, 410):
-        return "gone", f"http {response.status_code}"
-    if response.status_code == 403:
-        return "forbidden", "http 403"
-    if response.status_code != 200:
-        return "unavailable", f"http {response.status_code}"
-    try:
-        answer = json.loads(response.content)
-    except ValueError:
-        answer = None
-    if isinstance(answer, dict) and answer.get("status") == "archived":
-        return "archived", ""
-    if not isinstance(answer, dict):  # a 200 still says the room is there
-        logs.log.debug("chat panel answered 200 without a JSON object for room %s", room_id)
-    return "open", ""
 
 
 def _routes() -> list[Route]:

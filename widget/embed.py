@@ -13,11 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from widget import analytics, embed_tokens, rooms
+from widget import analytics, embed_tokens, records, rooms
 from widget.bodies import read_json
-from widget.errors import not_found
 from widget.http_errors import ApiError
-from widget.models import CREATORS, OpenIn, TelemetryIn, parse, rfc3339
+from widget.models import OpenIn, TelemetryIn, parse, rfc3339
 from widget.runtime import Runtime
 from widget.tokens import EMBED, InvalidToken, TokenExpired
 
@@ -59,10 +58,7 @@ async def open_record(request: Request) -> Response:
     if f"{body.kind}:view" not in claims["permissions"]:
         raise ApiError(403, f"you don't have access to this {body.kind}")
     rt: Runtime = request.app.state.runtime
-    state = await rt.store.room_state(claims["company"], claims["room_id"])
-    record = getattr(state, body.kind)
-    if record is None or record["id"] != body.id:
-        raise not_found(body.kind)
+    record = await rooms.shown(rt, claims["company"], claims["room_id"], body.kind, body.id)
     url = record["external_url"] or embed_tokens.crm_link(rt, claims, body.kind, body.id, body.tz)
     name = f"{body.kind}_preview_clicked"
     props = {"room_id": claims["room_id"], f"{body.kind}_id": body.id, "agent_id": claims["agent_id"],
@@ -77,9 +73,7 @@ async def telemetry(request: Request) -> Response:
     body = parse(TelemetryIn, await read_json(request, allow_text=True))
     assert isinstance(body, TelemetryIn)
     rt: Runtime = request.app.state.runtime
-    record = await rt.store.get_record(body.kind, claims["company"], body.id)
-    if record is None or record["room_id"] != claims["room_id"] or record["creator_flag"] not in CREATORS:
-        raise not_found(body.kind)
+    record = await records.from_actor_in_room(rt, body.kind, claims["company"], claims["room_id"], body.id)
     name = f"{body.kind}_preview_displayed"
     props = {"room_id": claims["room_id"], f"{body.kind}_id": body.id,
              "creator_source": record["creator_flag"], "agent_id": claims["agent_id"],

@@ -70,3 +70,8 @@ def crm_link(rt: Runtime, claims: dict[str, Any], kind: str, record_id: str, tz:
         CRM_LINK_TTL,
     )
     return f"{rt.settings.public_url}/crm/{kind}s/{quote(record_id, safe='')}?link={token}"
+
+
+async def redeem_crm_link(rt: Runtime, claims: dict[str, Any]) -> bool:
+    """Use a verified CRM link: True the first time, False ever after (single use)."""
+    return await rt.store.use_crm_link(claims["jti"], claims["company"], expires_at=claims["exp"], now=rt.now())

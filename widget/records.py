@@ -78,6 +78,24 @@ async def get(rt: Runtime, kind: str, company: Row, record_id: str) -> dict[str,
     return record_out(kind, row, rt.settings.public_url)
 
 
+async def from_actor_in_room(rt: Runtime, kind: str, company_id: str, room_id: str, record_id: str) -> Row:
+    """A live bot/AI record of this room (what a room's preview can show), else NotFound."""
+    row = await rt.store.get_record(kind, company_id, record_id)
+    if row is None or row["room_id"] != room_id or row["creator_flag"] not in CREATORS:
+        raise not_found(kind)
+    return row
+
+
+async def detail(rt: Runtime, kind: str, company_id: str, record_id: str) -> tuple[Row, Row | None, list[Row]] | None:
+    """What a record page shows: the live record, its (live) contact, its timeline rows;
+    None once the record is deleted."""
+    row = await rt.store.get_record(kind, company_id, record_id)
+    if row is None:
+        return None
+    contact = await rt.store.get_contact(company_id, row["contact_id"]) if row["contact_id"] else None
+    return row, contact, await rt.store.timeline(kind, record_id)
+
+
 async def _change(
     rt: Runtime, kind: str, company: Row, record_id: str, action: str,
     write: Callable[[bool], Awaitable[Change]],

@@ -9,9 +9,10 @@ from typing import Any
 
 from widget import logs
 from widget.broker import room_channel
+from widget.errors import not_found
 from widget.models import preview_out
 from widget.runtime import Runtime
-from widget.store import RoomState
+from widget.store import RoomState, Row
 
 
 def snapshot(rt: Runtime, room_id: str, state: RoomState) -> dict[str, Any]:
@@ -27,6 +28,15 @@ def snapshot(rt: Runtime, room_id: str, state: RoomState) -> dict[str, Any]:
 async def current(rt: Runtime, company_id: str, room_id: str) -> dict[str, Any]:
     """The room's snapshot as stored now (version 0 and both slots empty if unknown)."""
     return snapshot(rt, room_id, await rt.store.room_state(company_id, room_id))
+
+
+async def shown(rt: Runtime, company_id: str, room_id: str, kind: str, record_id: str) -> Row:
+    """The room's current deal (ticket) if it is ``record_id``: NotFound once it was
+    deleted or replaced (S02 ERR-1)."""
+    record = getattr(await rt.store.room_state(company_id, room_id), kind)
+    if record is None or record["id"] != record_id:
+        raise not_found(kind)
+    return record
 
 
 async def publish(rt: Runtime, company_id: str, room_id: str | None, state: RoomState | None) -> None:

@@ -47,6 +47,16 @@ def entry_out(settings: Settings, row: Row) -> dict[str, Any]:
     }
 
 
+async def entry(rt: Runtime, kind: str, company_id: str, record_id: str, entry_id: str) -> Row:
+    """One entry of a live record (NotFound for a deleted record or another's entry)."""
+    if await rt.store.get_record(kind, company_id, record_id) is None:
+        raise not_found(kind)
+    for row in await rt.store.timeline(kind, record_id):
+        if row["id"] == entry_id:
+            return row
+    raise not_found("timeline entry")
+
+
 async def entries(rt: Runtime, kind: str, company_id: str, record_id: str) -> list[dict[str, Any]]:
     """The live record's entries, oldest first."""
     if await rt.store.get_record(kind, company_id, record_id) is None:

@@ -13,34 +13,17 @@ Message texts are never logged.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
-from urllib.parse import quote
 
-import httpx
-
-from widget import analytics, logs
+from widget import analytics, chat_panel, logs
 from widget.models import rfc3339
 from widget.runtime import Runtime
 from widget.worker.jobs import Fail, Handler, Job, Retry
 from widget.worker.preview import PREVIEW_SIZE, parse_preview
 
-# RFC section 8 gives the Chat Panel 2 s: for the whole call, where the client's own
-# timeout bounds each network read separately.
-CHAT_PANEL_TIMEOUT = 2.0
 FAILED_EVENT = "timeline_log_creation_failed"
-
-
-def messages_url(base: str, room_id: str) -> str:
-    """The room id as one path segment. "." and ".." are valid room ids that URL
-    normalisation would resolve as dot-segments (``/rooms/../messages`` is
-    ``/messages``), so their dots are encoded too."""
-    segment = quote(room_id, safe="")
-    if room_id in (".", ".."):
-        segment = segment.replace(".", "%2E")
-    return f"{base}/rooms/{segment}/messages"
 
 
 async def fetch_chat_history(rt: Runtime, job: Job) -> None:
@@ -61,30 +44,10 @@ async def fetch_chat_history(rt: Runtime, job: Job) -> None:
 
 
 async def _get_messages(rt: Runtime, company_id: str, room_id: str) -> Any:
-    base = rt.settings.chat_panel_url
-    if base is None:
-        raise Fail("not_configured")
     try:
-        async with asyncio.timeout(CHAT_PANEL_TIMEOUT):
-            response = await rt.http.get(
-                messages_url(base, room_id), params={"limit": PREVIEW_SIZE},
-                headers={"X-Company-Id": company_id},
-            )
-    except (TimeoutError, httpx.TimeoutException):
-        raise Retry("timeout") from None
-    except httpx.ConnectError:
-        raise Retry("connect_error") from None
-    except httpx.TransportError:  # e.g. the connection dropped mid-answer
-        raise Retry("network_error") from None
-    status = response.status_code
-    if status == 429 or status >= 500:
-        raise Retry(f"http_{status}")
-    if not 200 <= status < 300:
-        raise Fail(f"http_{status}")
-    try:
-        return json.loads(response.content)
-    except (ValueError, RecursionError):  # not JSON, cut short, or absurdly nested
-        raise Fail("malformed_json") from None
+        return await chat_panel.messages(rt, company_id, room_id, PREVIEW_SIZE)
+    except chat_panel.ChatPanelError as exc:
+        raise (Retry if exc.transient else Fail)(exc.reason) from None
 
 
 async def record_failure(rt: Runtime, job: Job, reason: str) -> None:
