@@ -411,15 +411,14 @@ async def test_names_and_messages_are_escaped(api: httpx.AsyncClient, browser: h
     await set_preview(runtime, deal["id"], "ok", [
         {"sender_type": "customer", "sender_name": evil, "text": "<script>alert(2)</script> javascript:alert(3)",
          "sent_at": "2026-11-25T08:58:00Z"},
-        {"sender_type": '"><script>', "text": "odd sender", "sent_at": "not a time"},
-        {"sender_type": "bot"},  # no text: skipped
+        {"sender_type": "bot", "text": '"><script>alert(4)</script>', "sent_at": "not a time"},
     ])
     page = (await enter(browser, await link_for(api, "deal", deal))).text
     assert "<script>alert" not in page and "<img src=x" not in page and "<b>x</b>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&#39;&amp;" in page
     assert "&lt;script&gt;alert(2)&lt;/script&gt; javascript:alert(3)" in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
-    assert 'msg--unknown' in page and page.count('data-testid="chat-message"') == 2
+    assert "&#34;&gt;&lt;script&gt;alert(4)" in page and page.count('data-testid="chat-message"') == 2
     parsed = audit(page)
     assert parsed.inline_scripts == 0 and parsed.bad_attributes == []
     hrefs = re.findall(r'href="([^"]*)"', page)

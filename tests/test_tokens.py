@@ -77,8 +77,11 @@ async def test_ttl_is_respected_and_at_most_the_max(api: httpx.AsyncClient, runt
     for ttl in (901, 10**6):
         error = assert_error(await mint(api, ttl_seconds=ttl), 422, "validation_failed", {"ttl_seconds"})
         assert "900" in error["details"][0]["message"]
-    for ttl in (0, -5, "60", 60.0, True):
+    for ttl in (0, -5, "60", 60.5, True):
         assert_error(await mint(api, ttl_seconds=ttl), 422, "validation_failed", {"ttl_seconds"})
+    # JSON has one number type: 60.0 is the integer 60 (as JSON Schema's "integer" says).
+    body = (await mint(api, ttl_seconds=60.0)).json()
+    assert to_micros(datetime.fromisoformat(body["expires_at"])) == clock.now + 60_000_000
 
 
 async def test_max_age_follows_the_setting(tmp_path: Path, clock: FakeClock) -> None:

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from widget import logs
-from widget.models import rfc3339
+from widget.models import rfc3339, stats_out
 from widget.runtime import Runtime
 from widget.store import Row
 
@@ -47,7 +47,7 @@ async def stats(rt: Runtime, company_id: str, since: int, until: int) -> dict[st
 
     created = total(*CREATED)
     displayed = total("deal_preview_displayed", "ticket_preview_displayed")
-    return {
+    return stats_out({
         "since": rfc3339(since),
         "until": rfc3339(until),
         "counts": counts,
@@ -59,4 +59,4 @@ async def stats(rt: Runtime, company_id: str, since: int, until: int) -> dict[st
         "room_to_record_navigation_rate": ratio(
             total("deal_preview_clicked", "ticket_preview_clicked"), displayed),
         "timeline_log_creation_failure_rate": ratio(total("timeline_log_creation_failed"), created),
-    }
+    })

@@ -125,13 +125,6 @@ async def record(request: Request, kind: str) -> Response:
         return Response(status_code=204)
     data = await read_json(request)
     changes = parse(PATCH[kind], data, IMMUTABLE).model_dump(exclude_unset=True)
-    if not changes:
-        names = ", ".join(PATCH[kind].model_fields)
-        raise validation_failed([{"field": "body", "message": f"send at least one of {names}"}])
-    if None in changes.values():
-        raise validation_failed(
-            [{"field": f, "message": "must not be null"} for f, v in changes.items() if v is None]
-        )
     return JSONResponse(await records.patch(rt, kind, company, record_id, changes))
 
 

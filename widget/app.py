@@ -45,7 +45,8 @@ async def readyz(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi.document(request.app.state.runtime.settings.public_url))
+    settings = request.app.state.runtime.settings
+    return JSONResponse(openapi.document(settings.public_url, settings.token_max_age))
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:

@@ -59,7 +59,6 @@ SESSION_TTL = 8 * 3600  # s: a working day
 # The header crm.js sends with its POSTs: a cross-site form or beacon cannot set it,
 # and a cross-site fetch that does needs a CORS preflight we never grant.
 CSRF_HEADER = "x-crm-request"
-SENDERS = ("customer", "bot", "agentic_ai", "agent")
 KINDS = ("deal", "ticket")
 # What static/crm.js says itself (the notices of the room check).
 JS_STRINGS = ("room_checking", "room_unavailable", "room_forbidden", "room_check_failed",
@@ -187,21 +186,18 @@ def _parse_time(value: Any) -> int | None:
     return to_micros(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
-def _messages(preview: Any, lang: str, zone: str) -> list[dict[str, Any]]:
-    """The chat preview as the page shows it; malformed items are skipped."""
+def _messages(preview: list[dict[str, Any]], lang: str, zone: str) -> list[dict[str, Any]]:
+    """The chat preview (validated by ``timeline.entry_out``) as the page shows it."""
     s = strings_for(lang)
     shown = []
-    for item in preview if isinstance(preview, list) else []:
-        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-            continue
-        sender = item.get("sender_type") if item.get("sender_type") in SENDERS else None
-        name = item.get("sender_name") if isinstance(item.get("sender_name"), str) else None
-        sent = _parse_time(item.get("sent_at"))
+    for item in preview:
+        sender = item["sender_type"]
+        sent = _parse_time(item["sent_at"])
         shown.append({
-            "sender": sender or "unknown",
-            "side": "in" if sender in ("customer", None) else "out",
-            "label": s[f"sender_{sender}"] if sender else "",
-            "name": (name or "").strip()[:255],
+            "sender": sender,
+            "side": "in" if sender == "customer" else "out",
+            "label": s[f"sender_{sender}"],
+            "name": (item.get("sender_name") or "").strip(),
             "text": item["text"],
             "sent": _when(sent, lang, zone, clock=True) if sent is not None else None,
         })
@@ -219,7 +215,7 @@ def _entries(rt: Runtime, rows: list[Row], lang: str, zone: str) -> list[dict[st
             "status": status if status in ("pending", "ok", "empty", "failed") else "failed",
             "creator_text": s.get(f"creator_{entry['creator']}", entry["creator"]),
             "badge": _badge(entry["creator"]),
-            "messages": _messages(entry["chat_preview"], lang, zone) if status == "ok" else [],
+            "messages": _messages(entry["chat_preview"] or [], lang, zone) if status == "ok" else [],
             "room_url": http_only(entry["room_url"]),
             "when": _when(row["created_at"], lang, zone),
         })

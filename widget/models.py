@@ -44,13 +44,16 @@ CREATORS = {"bot": "Bot", "agentic_ai": "AI"}
 DEFAULT_CREATOR = "API"
 PERMISSIONS = ("deal:view", "ticket:view")
 
+
 def _integral(value: Any) -> Any:
     """JSON has one number type: 43.0 is the integer 43, as JSON Schema's "integer" says."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-# After any constraint on the integer (pydantic writes a constraint after it as "gt").
+# List it after the integer's constraints: one listed after it reaches the JSON Schema
+# as pydantic's "gt" instead of "exclusiveMinimum".
 Integral = BeforeValidator(_integral)
+
 Name = Annotated[StrictStr, StringConstraints(max_length=255, pattern=NOT_BLANK)]
 Text = Annotated[StrictStr, StringConstraints(max_length=255)]
 RoomId = Annotated[StrictStr, StringConstraints(max_length=128, pattern=ROOM_ID_PATTERN)]
@@ -247,7 +250,7 @@ class Contact(Out):
     phone: Text | None
     email: Text | None
     created_at: Timestamp
-    deleted: bool = Field(description="Always false here: a deleted contact answers 404.")
+    deleted: bool = Field(description="Always false in this API: a deleted contact answers 404.")
 
 
 class _Record(Out):

@@ -3,13 +3,12 @@ deeplink and chat-history preview."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
 from widget.errors import not_found
 from widget.ids import new_id
-from widget.models import creator_label, rfc3339
+from widget.models import creator_label, timeline_entry_out
 from widget.runtime import Runtime
 from widget.settings import Settings
 from widget.store import Row
@@ -35,16 +34,7 @@ def creation_entry(company_id: str, flag: str, room_id: str) -> Row:
 
 
 def entry_out(settings: Settings, row: Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "kind": row["kind"],
-        "creator": row["creator"],
-        "room_id": row["room_id"],
-        "room_url": room_url(settings, row["room_id"]),
-        "chat_preview": json.loads(row["chat_preview"]) if row["chat_preview"] else None,
-        "chat_preview_status": row["chat_preview_status"],
-        "created_at": rfc3339(row["created_at"]),
-    }
+    return timeline_entry_out(row, room_url(settings, row["room_id"]))
 
 
 async def entry(rt: Runtime, kind: str, company_id: str, record_id: str, entry_id: str) -> Row:
