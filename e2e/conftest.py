@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import FrameLocator, Locator, Page, Request, expect
 
 from e2e.stack import CHROMIUM, CHROMIUM_ARGS, Stack, start_stack
 from widget.broker import room_channel
+from widget.embed_tokens import crm_link
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -158,3 +163,114 @@ def save_screenshot(target: Page | Locator, name: str) -> Path:
     if os.environ.get("E2E_UPDATE_DOCS") == "1":
         shutil.copyfile(path, DOCS / name)
     return path
+
+
+# -- CRM record pages through the real stack (S03-S05, retention) ---------------------
+#
+# The widget's embedded worker fetches chat history from the host's fake Chat Panel
+# (``stack.py``); these helpers rig a room's Chat Panel mode, open a record's CRM page
+# the way an agent does, and watch the widget's structured log lines.
+
+
+def chat_panel_mode(stack: Stack, room_id: str, mode: str) -> None:
+    """``PUT {host}/chat-panel/rooms/{room_id}/mode``; also creates the ad-hoc room (three
+    messages, the last "Thanks! My reference is {room_id}.") so the Chat Panel knows it."""
+    response = httpx.put(f"{stack.host_url}/chat-panel/rooms/{room_id}/mode", json={"mode": mode}, timeout=5)
+    assert response.status_code == 200, response.text
+
+
+def agent_message(stack: Stack, room_id: str, text: str) -> None:
+    """An agent message in the host's room (the composer's endpoint); the Chat Panel serves it."""
+    response = httpx.post(f"{stack.host_url}/api/rooms/{room_id}/messages", json={"text": text}, timeout=5)
+    assert response.status_code == 201, response.text
+
+
+def open_component(page: Page, stack: Stack, room_id: str, *, wait_stream: bool = True, **token: Any) -> Page:
+    """The component's page loaded directly with a fresh embed token (no host around it:
+    quicker where the host's inbox is not what a test is about), once it is ``ready``
+    (or ``empty``) and (unless ``wait_stream`` is False) its stream is subscribed to the room."""
+    before = subscribers(stack, room_id)
+    page.goto(embed_token(stack, room_id, **token)["embed_url"])
+    expect(root(page)).to_have_attribute("data-state", re.compile(r"^(ready|empty)$"))
+    if wait_stream:
+        wait_subscribed(stack, room_id, before + 1)
+    return page
+
+
+def open_record_page(page: Page, frame: FrameLocator | Page, kind: str) -> Page:
+    """Click the deal/ticket name in the component (``frame``: in the host's inbox, or
+    the component's own page): the record's CRM page, in a new tab."""
+    page.bring_to_front()  # the agent is back on the chat tab (an earlier CRM tab may be in front)
+    with page.context.expect_page(timeout=10_000) as opened:
+        frame.get_by_test_id(f"{kind}-name").click()
+    crm = opened.value
+    expect(crm.get_by_test_id("crm-record")).to_be_visible()
+    return crm
+
+
+def signed_record_page(page: Page, stack: Stack, kind: str, record: dict[str, Any]) -> Page:
+    """The CRM page of a record the component never shows (no room, no recognised
+    creator_flag), from a single-use link signed like ``/open`` signs one."""
+    runtime = stack.widget.app.state.runtime
+    claims = {"company": stack.tenant.id, "agent_id": "manager-e2e", "permissions": [f"{kind}:view"]}
+    crm = page.context.new_page()
+    crm.goto(crm_link(runtime, claims, kind, record["id"]))
+    return crm
+
+
+def visible_text(target: Page) -> str:
+    """What the agent can read on the page (``innerText``: no markup, no hidden nodes)."""
+    return target.locator("body").inner_text()
+
+
+def stats_counts(stack: Stack, since: str) -> dict[str, int]:
+    """``GET /api/v1/stats?since=`` (stored PRD events of the company since then)."""
+    response = stack.api.get("/stats", params={"since": since})
+    assert response.status_code == 200, response.text
+    return response.json()["counts"]
+
+
+def utc_now() -> str:
+    """Now as RFC 3339 UTC with microseconds (``since=`` / ``X-Test-Clock``)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class WidgetEvents(logging.Handler):
+    """The structured events (``logs.event``: ``record.event`` / ``record.props``) the
+    widget server logs while attached. The servers run in threads of this process."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "event", None):
+            self.records.append(record)
+
+    def props(self, name: str, **match: Any) -> list[dict[str, Any]]:
+        """Props of the ``name`` events whose props contain every ``match`` item."""
+        found = []
+        for record in list(self.records):
+            props = dict(getattr(record, "props", {}))
+            if record.event == name and all(props.get(k) == v for k, v in match.items()):  # type: ignore[attr-defined]
+                found.append(props)
+        return found
+
+    def wait_for(self, name: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
+        """The first matching event, waiting for it (the worker logs off the request path)."""
+        deadline = time.monotonic() + timeout
+        while not (found := self.props(name, **match)):
+            assert time.monotonic() < deadline, f"no {name} event with {match}"
+            time.sleep(0.05)
+        return found[0]
+
+
+@pytest.fixture
+def widget_events(stack: Stack) -> Iterator[WidgetEvents]:
+    """Capture the widget's events during the test. Attached after the stack is up:
+    ``logs.configure`` (run at the app's start) replaces the ``widget`` logger's handlers."""
+    handler = WidgetEvents()
+    logger = logging.getLogger("widget")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
