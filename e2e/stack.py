@@ -74,11 +74,11 @@ def start_stack(tmp: Path, **settings: Any) -> Stack:
     the host's inbox as the chat-room deeplink, as `make run` does."""
     widget_port, host_port = free_port(), free_port()
     host_url = f"http://localhost:{host_port}"
-    widget_settings = make_settings(
-        tmp, test_clock=True, public_url=f"http://127.0.0.1:{widget_port}",
-        embedded_worker=True, chat_panel_url=f"{host_url}/chat-panel",
-        omnichannel_room_url=f"{host_url}/inbox?room={{room_id}}", **settings,
-    )
+    widget_settings = make_settings(tmp, **{
+        "test_clock": True, "public_url": f"http://127.0.0.1:{widget_port}", "embedded_worker": True,
+        "chat_panel_url": f"{host_url}/chat-panel", "omnichannel_room_url": f"{host_url}/inbox?room={{room_id}}",
+        **settings,
+    })
     tenant = seed_company(widget_settings, frame_origins=[f"http://localhost:{host_port}"])
     widget = LiveServer(create_app(widget_settings), port=widget_port).__enter__()
     host = LiveServer(create_host_app(widget.url, tenant.api_key, tenant.id), port=host_port).__enter__()

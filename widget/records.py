@@ -51,8 +51,6 @@ async def create(
     )
     record = change.record
     assert record is not None
-    if topics:
-        worker.nudge()  # committed: the chat history is fetched now, not at the next poll
     if failure:
         logs.event(
             "contact_association_failed", logging.WARNING, company_id=company_id,
@@ -68,6 +66,8 @@ async def create(
     else:
         analytics.actor_filtered(company_id, kind, record_id, "create", flag)
     await rooms.publish(rt, company_id, body.room_id, change.room)
+    if topics:  # once this request's own writes are done, so it doesn't wait for the worker
+        worker.nudge()
     return record_out(kind, record, rt.settings.public_url)
 
 

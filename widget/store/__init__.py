@@ -7,7 +7,6 @@ row), see ``engine.py``. Rows come back as plain dicts; times are integer µs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from widget.store import schema
 from widget.store.engine import create_engine, is_sqlite, migrate, write_connection
+from widget.store.writers import WriterQueue
 
 Row = dict[str, Any]
 TABLES = {"deal": schema.deals, "ticket": schema.tickets}
@@ -50,10 +50,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine: AsyncEngine = create_engine(url)
         self._sqlite = is_sqlite(self.engine)
-        # SQLite has one writer: queue this process's writers here (FIFO) rather than
-        # have each poll in SQLite's busy handler, whose back-off makes waits spiky.
-        # BEGIN IMMEDIATE still serialises against other processes.
-        self._writers = asyncio.Lock() if self._sqlite else None
+        self._writers = WriterQueue() if self._sqlite else None
 
     async def migrate(self) -> None:
         await migrate(self.engine)
@@ -73,11 +70,14 @@ class Store:
             yield conn
 
     @asynccontextmanager
-    async def _write(self, company_id: str | None = None) -> AsyncIterator[AsyncConnection]:
-        """A serialised write transaction (per company on PostgreSQL, global on SQLite)."""
+    async def _write(
+        self, company_id: str | None = None, *, background: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
+        """A serialised write transaction (per company on PostgreSQL, global on SQLite).
+        ``background``: the worker's, which waits while a request's write is waiting."""
         async with AsyncExitStack() as stack:
             if self._writers is not None:
-                await stack.enter_async_context(self._writers)
+                await stack.enter_async_context(self._writers.turn(background=background))
             conn = await write_connection(self.engine)
             stack.push_async_callback(conn.close)
             async with conn.begin():
@@ -370,7 +370,7 @@ class Store:
             .values(attempts=o.attempts + 1, next_attempt_at=lease_until)
             .returning(*schema.outbox.c)
         )
-        async with self._write() as conn:
+        async with self._write(background=True) as conn:
             rows = [dict(row._mapping) for row in await conn.execute(claim)]
         return sorted(rows, key=lambda row: row["id"])
 
@@ -389,7 +389,7 @@ class Store:
         """Write an outcome if the claim that counted ``attempts`` still holds the row;
         False if the lease was lost (claimed again since, or finished meanwhile)."""
         o = schema.outbox.c
-        async with self._write() as conn:
+        async with self._write(background=True) as conn:
             result = await conn.execute(
                 update(schema.outbox)
                 .where(o.id == row_id, o.attempts == attempts, o.done_at.is_(None))
@@ -415,7 +415,7 @@ class Store:
         """Settle the record's entry (``preview`` is JSON text or None) if it is still
         pending; False if it was settled already (a row run twice) or is gone."""
         t = schema.timeline_entries.c
-        async with self._write() as conn:
+        async with self._write(background=True) as conn:
             result = await conn.execute(
                 update(schema.timeline_entries)
                 .where(
@@ -514,7 +514,7 @@ class Store:
                     name: (await conn.execute(select(func.count()).select_from(table).where(where))).scalar_one()
                     for name, (table, where) in expired.items()
                 }
-        async with self._write() as conn:
+        async with self._write(background=True) as conn:
             return {
                 name: (await conn.execute(delete(table).where(where))).rowcount
                 for name, (table, where) in expired.items()
@@ -553,7 +553,7 @@ class Store:
             async with self._read() as conn:
                 query = select(func.count()).select_from(schema.used_crm_links).where(u.expires_at < before)
                 return (await conn.execute(query)).scalar_one()
-        async with self._write() as conn:
+        async with self._write(background=True) as conn:
             return (await conn.execute(delete(schema.used_crm_links).where(u.expires_at < before))).rowcount
 
 
