@@ -201,7 +201,7 @@ async def test_a_row_claimed_too_often_without_an_outcome_is_given_up(tmp_path: 
 
 async def test_topics_without_a_handler_are_left_alone(tmp_path: Path, clock: FakeClock) -> None:
     async with worker_runtime(tmp_path, clock, lambda request: httpx.Response(200, json=MESSAGES)) as rt:
-        record_id = await bot_record(rt, "room-1", topics=("notify.created", "chat_history", "notify.updated"))
+        record_id = await bot_record(rt, "room-1", topics=("unknown.first", "chat_history", "unknown.second"))
         before = await outbox(rt)
         await drain(rt, clock)
         after = {r["id"]: r for r in await outbox(rt)}

@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, exists, func, insert, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -25,6 +25,7 @@ Row = dict[str, Any]
 TABLES = {"deal": schema.deals, "ticket": schema.tickets}
 # Fields of a record that the room snapshot shows: a change to one bumps the version.
 SHOWN_FIELDS = {"deal": ("name", "stage", "pipeline"), "ticket": ("name", "status")}
+NOTIFY_TOPICS = "notify.%"  # LIKE pattern of the Omnichannel notification topics
 
 
 class CompanyExists(Exception):
@@ -355,11 +356,20 @@ class Store:
         whose worker died is due again when the lease ends) and ``attempts + 1`` (which
         also fences the outcome writes below against a worker whose lease ran out).
         PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets concurrent claimers pass each other;
-        SQLite (the dialect drops that clause) serialises them with ``BEGIN IMMEDIATE``."""
+        SQLite (the dialect drops that clause) serialises them with ``BEGIN IMMEDIATE``.
+
+        Omnichannel notifications of one record go out in order, across any number of
+        loops: a ``notify.*`` row is not claimed while an earlier ``notify.*`` row of the
+        same record is unfinished (due, leased or waiting for a retry), so an update
+        never overtakes its create nor a delete either; a given-up row is finished and
+        no longer holds the next one back."""
         o = schema.outbox.c
         due = (
             select(o.id)
-            .where(o.done_at.is_(None), o.next_attempt_at <= now, o.topic.in_(list(topics)))
+            .where(
+                o.done_at.is_(None), o.next_attempt_at <= now, o.topic.in_(list(topics)),
+                or_(not_(o.topic.like(NOTIFY_TOPICS)), not_(self._earlier_notify_unfinished())),
+            )
             .order_by(o.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -373,6 +383,25 @@ class Store:
         async with self._write(background=True) as conn:
             rows = [dict(row._mapping) for row in await conn.execute(claim)]
         return sorted(rows, key=lambda row: row["id"])
+
+    @staticmethod
+    def _earlier_notify_unfinished() -> Any:
+        """EXISTS an unfinished ``notify.*`` row of the same record before the outer
+        ``outbox`` row. "Same record" is "same payload text": ``_enqueue`` writes every
+        row of a record with ``json.dumps`` of the same dict (kind and record id, which
+        are unique, and the room id, which never changes), so they are byte-identical;
+        plain text equality works alike on SQLite and PostgreSQL."""
+        o, earlier = schema.outbox.c, schema.outbox.alias("earlier_notify")
+        e = earlier.c
+        return exists().where(
+            e.id < o.id, e.done_at.is_(None), e.topic.like(NOTIFY_TOPICS), e.payload == o.payload
+        )
+
+    async def record_for_notify(self, kind: str, company_id: str, record_id: str) -> Row | None:
+        """A record of this company as stored now, soft-deleted or not (a deleted record
+        still has its created/updated/deleted notifications to send)."""
+        t = TABLES[kind]
+        return await self._one(select(t).where(t.c.id == record_id, t.c.company_id == company_id))
 
     async def outbox_done(self, row_id: int, attempts: int, *, now: int, error: str | None = None) -> bool:
         """Finish a leased row (``error`` says why when the worker gave up)."""

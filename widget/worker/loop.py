@@ -22,13 +22,16 @@ from contextlib import asynccontextmanager
 
 from widget import logs
 from widget.runtime import Runtime
-from widget.worker import chat_history
+from widget.worker import chat_history, notify
 from widget.worker.jobs import Fail, Handler, Job, Retry
 from widget.worker.purge import purge
 
-HANDLERS: Mapping[str, Handler] = {"chat_history": chat_history.HANDLER}
+HANDLERS: Mapping[str, Handler] = {
+    "chat_history": chat_history.HANDLER,
+    **{topic: notify.HANDLER for topic in notify.TOPICS},
+}
 SECOND = 1_000_000  # µs
-LEASE = 30.0  # seconds: far above one attempt (chat history: 2 s) and a batch of them
+LEASE = 30.0  # seconds: far above one attempt (chat history: 2 s, notify: 5 s) and a batch of them
 BATCH = 10  # rows per claim, run concurrently (rows of one record in order)
 POLL = 1.0  # seconds between claims when idle and not nudged
 PURGE_EVERY = 24 * 3600.0  # seconds of the runtime's clock
