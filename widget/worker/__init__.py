@@ -1,5 +1,5 @@
-"""The worker: the outbox loop and its handlers (chat history now, Omnichannel
-notifications later), and retention. ``python -m widget.worker`` runs it alone."""
+"""The worker: the outbox loop and its handlers (chat history, Omnichannel
+notifications), and retention. ``python -m widget.worker`` runs it alone."""
 
 from widget.worker.jobs import Fail, Handler, Job, Retry
 from widget.worker.loop import HANDLERS, in_background, nudge, run_worker
