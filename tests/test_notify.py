@@ -307,3 +307,35 @@ async def test_only_bot_and_ai_records_in_a_room_are_notified(tmp_path: Path, cl
         control = await deal(rt, acme, flag="agentic_ai")
         await drain(rt, clock)
     assert [(s.method, s.body.get("external_id")) for s in omni.sent] == [("POST", control)]
+
+
+async def test_retry_after_is_honoured_up_to_the_backoff_cap(tmp_path: Path, clock: FakeClock) -> None:
+    """One attempt per room, the clock standing still: a 429 asking for 120 s is due in
+    120 s, one asking for a day waits the 5-minute cap, and (the control) a 503 without
+    the header waits only the first backoff step (0.5-1 s)."""
+    answers = {"room-a": {"Retry-After": "120"}, "room-b": {"Retry-After": "86400"}, "room-c": {}}
+
+    def omnichannel(request: httpx.Request) -> httpx.Response:
+        headers = answers[json.loads(request.content)["room_id"]]
+        return httpx.Response(429 if headers else 503, headers=headers)
+
+    settings = make_settings(tmp_path)
+    async with open_runtime(settings, clock, upstream=httpx.MockTransport(omnichannel)) as rt:
+        acme = await company(rt)
+        for room in answers:
+            await deal(rt, acme, room=room)
+        clock.advance(0.001)  # creation times are a µs apart: all due now
+        stop = asyncio.Event()
+        loop = asyncio.create_task(run_worker(rt, stop, poll_interval=0.01))
+        try:
+            async with asyncio.timeout(5):
+                while not all(r["last_error"] for r in await notify_rows(rt)):
+                    await asyncio.sleep(0.01)
+        finally:
+            stop.set()
+            await loop
+        waits = {json.loads(r["payload"])["room_id"]: (r["next_attempt_at"] - clock.now) / 1_000_000
+                 for r in await notify_rows(rt)}
+    assert waits["room-a"] == 120
+    assert waits["room-b"] == 300
+    assert 0.5 <= waits["room-c"] <= 1.0

@@ -26,7 +26,12 @@ class JobError(Exception):
 
 
 class Retry(JobError):
-    """Try again later, unless this was the last attempt."""
+    """Try again later, unless this was the last attempt; ``after``: the upstream's
+    own wait in seconds (``Retry-After``), honoured when longer than the backoff."""
+
+    def __init__(self, reason: str, after: float | None = None) -> None:
+        super().__init__(reason)
+        self.after = after
 
 
 class Fail(JobError):

@@ -172,15 +172,16 @@ async def _record(rt: Runtime, handler: Handler, job: Job, error: BaseException 
     if isinstance(error, Fail):
         await _give_up(rt, handler, job, error.reason, f"failed: {error.reason}")
         return
+    after = 0.0
     if isinstance(error, Retry):
-        reason = error.reason
+        reason, after = error.reason, error.after or 0.0
     else:
         reason = "internal_error"
         log.error("%s row %s: handler raised", job.topic, job.id, exc_info=error)
     if job.attempts >= handler.max_attempts:
         await _give_up(rt, handler, job, reason, f"gave up after {job.attempts} attempts: {reason}")
         return
-    at = rt.now() + int(handler.retry_delay(job.attempts) * SECOND)
+    at = rt.now() + int(max(handler.retry_delay(job.attempts), min(after, handler.backoff_cap)) * SECOND)
     logs.event("outbox_retry", logging.WARNING, topic=job.topic, outbox_id=job.id,
                attempts=job.attempts, reason=reason)
     await _settle(rt.store.outbox_retry(job.id, job.attempts, at=at, error=reason), job)

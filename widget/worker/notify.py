@@ -16,9 +16,9 @@ backoff (8 attempts); other answers that are not 2xx fail at once. Giving up log
 row was written) is skipped; one without ``omnichannel_secret`` fails at once with
 ``secret_not_configured``: an empty key would sign with nothing anybody could trust.
 
-Rows of one record go out in order (``Store.claim_outbox``). ``Retry-After`` is not
-honoured: ``Retry`` carries no delay and the loop computes it from the handler's
-backoff alone.
+Rows of one record go out in order (``Store.claim_outbox``). A ``Retry-After`` on a
+429/5xx is honoured when it asks for longer than the backoff (up to the backoff cap,
+5 minutes, so one odd header cannot park a row for a day).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import asyncio
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -108,7 +110,24 @@ async def notify(rt: Runtime, job: Job) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    raise (Retry if status == 429 or status >= 500 else Fail)(f"http_{status}")
+    if status == 429 or status >= 500:
+        raise Retry(f"http_{status}", after=retry_after(response.headers.get("retry-after")))
+    raise Fail(f"http_{status}")
+
+
+def retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds: delta-seconds or an HTTP date; None if absent or odd."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 async def record_failure(rt: Runtime, job: Job, reason: str) -> None:
