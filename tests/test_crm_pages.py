@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 
 from tests.support import FakeClock, asgi_client, make_settings, mint_token, new_tenant, running_app
 from tests.test_component import audit
-from widget import chat_panel as chat_panel_api, crm, timeline
+from widget import chat_panel as chat_panel_api, rendering, timeline
 from widget.embed_tokens import crm_link
 from widget.runtime import Runtime
 from widget.settings import Settings
@@ -429,9 +429,9 @@ async def test_names_and_messages_are_escaped(api: httpx.AsyncClient, browser: h
 
 def test_only_http_urls_are_handed_out() -> None:
     for good in ("http://x.test/a", "https://x.test/?room=a%3Ab"):
-        assert crm.http_only(good) == good
+        assert rendering.http_only(good) == good
     for bad in ("javascript:alert(1)", "data:text/html,x", "//x.test", "/relative", "http:/x", "", None):
-        assert crm.http_only(bad) is None
+        assert rendering.http_only(bad) is None
 
 
 # -- live chat preview: the timeline fragment ---------------------------------------------------

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from widget import api, companies, embed, logs, openapi, pages, stream, worker
+from widget import api, companies, embed, logs, openapi, pages, rendering, stream, worker
 from widget.errors import DomainError
 from widget.http_errors import STATUS_CODES, ApiError, error_body, error_response, from_domain
 from widget.middleware import SecurityHeaders
@@ -127,6 +127,6 @@ def create_app(
         },
     )
     application.router.redirect_slashes = False  # a 307 would skip auth and the error shape
-    application.state.templates = pages.templates(settings)
+    application.state.templates = rendering.templates(settings)
     application.state.rate_limiter = RateLimiter(settings.rate_limit)
     return application

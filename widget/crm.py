@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -37,6 +37,7 @@ from widget import analytics, chat_panel, embed_tokens, records, timeline
 from widget.bodies import read_json
 from widget.http_errors import ApiError
 from widget.models import creator_label, rfc3339, to_micros
+from widget.rendering import http_only, render
 from widget.runtime import Runtime
 from widget.store import Row
 from widget.strings import (
@@ -51,8 +52,6 @@ from widget.strings import (
 )
 from widget.tokens import CRM_LINK, CRM_SESSION, InvalidToken, TokenExpired
 
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 SESSION_COOKIE = "crm_record_session"
 LEGACY_COOKIE = "crm_session"  # the old company-wide cookie (Path=/crm): cleared on sight
 SESSION_TTL = 8 * 3600  # s: a working day
@@ -67,12 +66,6 @@ JS_STRINGS = ("room_checking", "room_unavailable", "room_forbidden", "room_check
 
 def record_path(kind: str, record_id: str) -> str:
     return f"/crm/{kind}s/{quote(record_id, safe='')}"
-
-
-def http_only(url: str | None) -> str | None:
-    """The URL if it is absolute http(s), else None: never hand out another scheme."""
-    parts = urlsplit(url or "")
-    return url if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 # -- who is asking -------------------------------------------------------------------
@@ -151,20 +144,13 @@ async def _use_link(
 # -- rendering ----------------------------------------------------------------------
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status: int) -> Response:
-    response = request.app.state.templates.TemplateResponse(request, name, context, status_code=status)
-    response.headers["Content-Security-Policy"] = PAGE_CSP
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 def _base_context(kind: str, lang: str) -> dict[str, Any]:
     s = strings_for(lang)
     return {"s": s, "kind": kind, "lang": lang, "noun": s[f"{kind}_noun"], "record": None, "problem": None}
 
 
 def _problem(request: Request, kind: str, problem: str, lang: str, status: int) -> Response:
-    return _render(request, "crm_record.html", {**_base_context(kind, lang), "problem": problem}, status)
+    return render(request, "crm_record.html", {**_base_context(kind, lang), "problem": problem}, status)
 
 
 def _when(micros: int, lang: str, zone: str, *, clock: bool = False) -> dict[str, str]:
@@ -270,7 +256,7 @@ async def record_page(request: Request, kind: str) -> Response:
     context = await _record_context(rt, kind, record_id, session, lang)
     if context is None:  # E6: deleted while its tab was open
         return _problem(request, kind, "record_deleted", lang, 404)
-    return _render(request, "crm_record.html", context, 200)
+    return render(request, "crm_record.html", context, 200)
 
 
 def _require_session(rt: Runtime, request: Request, kind: str, record_id: str) -> dict[str, Any]:
@@ -288,7 +274,7 @@ async def timeline_fragment(request: Request, kind: str) -> Response:
     context = await _record_context(rt, kind, record_id, session, _language(request, session))
     if context is None:
         raise ApiError(404, f"{kind} not found")
-    return _render(request, "_crm_timeline.html", context, 200)
+    return render(request, "_crm_timeline.html", context, 200)
 
 
 def _same_origin_call(request: Request) -> None:

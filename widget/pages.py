@@ -4,50 +4,17 @@ pages (section 8) are in ``widget.crm``."""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.templating import Jinja2Templates
 
 from widget import crm, rooms
 from widget.companies import frame_origins
 from widget.embed import EmbedDenied, authorize
 from widget.runtime import Runtime
-from widget.settings import Settings
-from widget.strings import LANGUAGES, fill, strings_for
-
-# Everything but frame-ancestors, which depends on who may embed the page.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}")
-
-
-def http_url(value: str | None) -> str:
-    """The URL if it is absolute http(s), else an inert '#': never render another scheme."""
-    return value if value and urlsplit(value).scheme in ("http", "https") else "#"
-
-
-def templates(settings: Settings) -> Jinja2Templates:
-    env = Jinja2Templates(directory=str(settings.templates_dir))
-    env.env.filters["http_url"] = http_url
-    env.env.filters["fill"] = fill
-    env.env.globals["static_version"] = _static_version(settings)
-    return env
-
-
-def _static_version(settings: Settings) -> str:
-    mtimes = [p.stat().st_mtime_ns for p in settings.static_dir.glob("*") if p.is_file()]
-    return format(max(mtimes, default=0) % 1_000_000_007, "x")
-
-
-def _render(request: Request, name: str, context: dict[str, Any], status: int, ancestors: str) -> Response:
-    response = request.app.state.templates.TemplateResponse(request, name, context, status_code=status)
-    response.headers["Content-Security-Policy"] = CSP.format(ancestors=ancestors)
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
+from widget.rendering import render
+from widget.strings import LANGUAGES, strings_for
 
 async def component(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
@@ -83,7 +50,7 @@ async def component(request: Request) -> Response:
         "theme": "dark" if request.query_params.get("theme") == "dark" else "light",
         "s": strings,
     }
-    return _render(request, "component.html", context, status, ancestors)
+    return render(request, "component.html", context, status, ancestors)
 
 
 routes = [
