@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from html.parser import HTMLParser
 from typing import Any
 
 import httpx
@@ -72,3 +73,27 @@ async def next_after_quiet(subscription: Any, control: Any) -> dict[str, Any]:
     control would come first and fail that assertion."""
     await control
     return await next_message(subscription)
+
+
+class _Audit(HTMLParser):
+    """Collects what CSP forbids: inline scripts, inline handlers, style attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline_scripts = 0
+        self.bad_attributes: list[str] = []
+        self.testids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        if tag == "script" and "src" not in names and names.get("type") != "application/json":
+            self.inline_scripts += 1
+        self.bad_attributes += [n for n in names if n == "style" or n.startswith("on")]
+        if names.get("data-testid"):
+            self.testids.add(names["data-testid"] or "")
+
+
+def audit(html: str) -> _Audit:
+    parser = _Audit()
+    parser.feed(html)
+    return parser

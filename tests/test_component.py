@@ -4,48 +4,20 @@ outcomes of RFC section 4, the security headers, and the CRM record page."""
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from tests.support import FakeClock, Tenant, new_tenant
+from tests.helpers import audit
+from tests.support import FakeClock, Tenant, mint_token, new_tenant
 from widget.runtime import Runtime
 
 DEAL = {"name": "Laptop order", "stage": "New", "pipeline": "Sales", "creator_flag": "bot", "room_id": "room-1"}
 TICKET = {"name": "Refund", "status": "Open", "creator_flag": "agentic_ai", "room_id": "room-1"}
 
 
-async def mint(api: httpx.AsyncClient, room_id: str = "room-1", **extra: Any) -> str:
-    response = await api.post("/api/v1/embed-tokens", json={"room_id": room_id, "agent_id": "agent-7", **extra})
-    assert response.status_code == 201, response.text
-    return response.json()["token"]
-
-
-class _Audit(HTMLParser):
-    """Collects what CSP forbids: inline scripts, inline handlers, style attributes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inline_scripts = 0
-        self.bad_attributes: list[str] = []
-        self.testids: set[str] = set()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        names = dict(attrs)
-        if tag == "script" and "src" not in names and names.get("type") != "application/json":
-            self.inline_scripts += 1
-        self.bad_attributes += [n for n in names if n == "style" or n.startswith("on")]
-        if names.get("data-testid"):
-            self.testids.add(names["data-testid"] or "")
-
-
-def audit(html: str) -> _Audit:
-    parser = _Audit()
-    parser.feed(html)
-    return parser
 
 
 def state_of(html: str) -> str:
@@ -60,7 +32,7 @@ def frame_ancestors(response: httpx.Response) -> str:
 
 
 async def test_empty_room_page_is_safe_and_framed_by_the_company_only(api: httpx.AsyncClient) -> None:
-    token = await mint(api)
+    token = await mint_token(api)
     response = await api.get(f"/embed/rooms/room-1?token={token}")
     assert response.status_code == 200
     assert state_of(response.text) == "empty"
@@ -81,7 +53,7 @@ async def test_empty_room_page_is_safe_and_framed_by_the_company_only(api: httpx
 async def test_ready_page_renders_both_previews_escaped(api: httpx.AsyncClient) -> None:
     deal = (await api.post("/api/v1/deals", json={**DEAL, "name": "<script>alert(1)</script> \"q\" 🚀"})).json()
     ticket = (await api.post("/api/v1/tickets", json=TICKET)).json()
-    response = await api.get(f"/embed/rooms/room-1?token={await mint(api)}")
+    response = await api.get(f"/embed/rooms/room-1?token={await mint_token(api)}")
     html = response.text
     assert state_of(html) == "ready"
     assert "<script>alert(1)</script>" not in html
@@ -95,7 +67,7 @@ async def test_ready_page_renders_both_previews_escaped(api: httpx.AsyncClient) 
 
 
 async def test_lang_and_theme(api: httpx.AsyncClient) -> None:
-    token = await mint(api, locale="id")
+    token = await mint_token(api, locale="id")
     html = (await api.get(f"/embed/rooms/room-1?token={token}")).text
     assert 'lang="id"' in html and "Belum ada deal atau tiket" in html
     html = (await api.get(f"/embed/rooms/room-1?token={token}&lang=en&theme=dark")).text
@@ -104,7 +76,7 @@ async def test_lang_and_theme(api: httpx.AsyncClient) -> None:
 
 async def test_invalid_token_page_carries_no_data_and_cannot_be_framed(api: httpx.AsyncClient) -> None:
     await api.post("/api/v1/deals", json=DEAL)
-    for token in ("", "garbage", (await mint(api)) + "x"):
+    for token in ("", "garbage", (await mint_token(api)) + "x"):
         response = await api.get(f"/embed/rooms/room-1?token={token}")
         assert response.status_code == 401
         assert state_of(response.text) == "error"
@@ -113,7 +85,7 @@ async def test_invalid_token_page_carries_no_data_and_cannot_be_framed(api: http
 
 
 async def test_expired_token_page_is_framed_normally(api: httpx.AsyncClient, clock: FakeClock) -> None:
-    token = await mint(api, ttl_seconds=60)
+    token = await mint_token(api, ttl_seconds=60)
     clock.advance(61)
     response = await api.get(f"/embed/rooms/room-1?token={token}")
     assert response.status_code == 401
@@ -124,7 +96,7 @@ async def test_expired_token_page_is_framed_normally(api: httpx.AsyncClient, clo
 
 
 async def test_token_for_another_room_is_forbidden_everywhere(api: httpx.AsyncClient) -> None:
-    token = await mint(api, "room-2")
+    token = await mint_token(api, "room-2")
     page = await api.get(f"/embed/rooms/room-1?token={token}")
     assert page.status_code == 403 and state_of(page.text) == "forbidden"
     for method, path, body in (("GET", "state", None), ("POST", "open", {"kind": "deal", "id": "x"}),
@@ -135,7 +107,7 @@ async def test_token_for_another_room_is_forbidden_everywhere(api: httpx.AsyncCl
 
 async def test_state_returns_the_snapshot(api: httpx.AsyncClient) -> None:
     deal = (await api.post("/api/v1/deals", json=DEAL)).json()
-    state = (await api.get(f"/embed/rooms/room-1/state?token={await mint(api)}")).json()
+    state = (await api.get(f"/embed/rooms/room-1/state?token={await mint_token(api)}")).json()
     assert state["version"] == 1 and state["deal"]["id"] == deal["id"] and state["ticket"] is None
 
 
@@ -143,7 +115,7 @@ async def test_open_gives_a_signed_crm_link_that_opens_the_record(
     api: httpx.AsyncClient, widget_log: Any
 ) -> None:
     deal = (await api.post("/api/v1/deals", json={**DEAL, "contact_id": None})).json()
-    token = await mint(api)
+    token = await mint_token(api)
     response = await api.post(f"/embed/rooms/room-1/open?token={token}", json={"kind": "deal", "id": deal["id"]})
     assert response.status_code == 200
     url = response.json()["url"]
@@ -171,13 +143,13 @@ async def test_open_gives_a_signed_crm_link_that_opens_the_record(
 
 async def test_open_uses_the_external_url_when_given(api: httpx.AsyncClient) -> None:
     deal = (await api.post("/api/v1/deals", json={**DEAL, "external_url": "https://crm.example.com/d/1"})).json()
-    response = await api.post(f"/embed/rooms/room-1/open?token={await mint(api)}", json={"kind": "deal", "id": deal["id"]})
+    response = await api.post(f"/embed/rooms/room-1/open?token={await mint_token(api)}", json={"kind": "deal", "id": deal["id"]})
     assert response.json() == {"url": "https://crm.example.com/d/1"}
 
 
 async def test_open_checks_permission_first_then_the_room(api: httpx.AsyncClient) -> None:
     first = (await api.post("/api/v1/deals", json=DEAL)).json()
-    deals_only = await mint(api, permissions=["deal:view"])
+    deals_only = await mint_token(api, permissions=["deal:view"])
     ticket = (await api.post("/api/v1/tickets", json=TICKET)).json()
     no_ticket = await api.post(f"/embed/rooms/room-1/open?token={deals_only}", json={"kind": "ticket", "id": ticket["id"]})
     assert no_ticket.status_code == 403 and no_ticket.json()["error"]["code"] == "forbidden"
@@ -193,7 +165,7 @@ async def test_open_checks_permission_first_then_the_room(api: httpx.AsyncClient
 
 
 async def test_open_validates_its_body(api: httpx.AsyncClient) -> None:
-    token = await mint(api)
+    token = await mint_token(api)
     bad = await api.post(f"/embed/rooms/room-1/open?token={token}", json={"kind": "contact", "id": 5})
     assert bad.status_code == 422
     assert {d["field"] for d in bad.json()["error"]["details"]} == {"kind", "id"}
@@ -207,11 +179,11 @@ async def test_telemetry_counts_a_display_once_per_record_and_agent(
 ) -> None:
     deal = (await api.post("/api/v1/deals", json=DEAL)).json()
     beacon = '{"event": "displayed", "kind": "deal", "id": "%s"}' % deal["id"]
-    for token in (await mint(api), await mint(api)):
+    for token in (await mint_token(api), await mint_token(api)):
         response = await api.post(f"/embed/rooms/room-1/telemetry?token={token}", content=beacon,
                                   headers={"Content-Type": "text/plain;charset=UTF-8"})
         assert response.status_code == 204
-    other_agent = await mint(api, agent_id="agent-8")
+    other_agent = await mint_token(api, agent_id="agent-8")
     await api.post(f"/embed/rooms/room-1/telemetry?token={other_agent}", content=beacon,
                    headers={"Content-Type": "text/plain"})
     counts = await runtime.store.event_counts(tenant.id, 0, runtime.now() + 1)
@@ -223,14 +195,14 @@ async def test_telemetry_counts_a_display_once_per_record_and_agent(
 
 async def test_telemetry_for_a_record_outside_the_room_is_not_counted(api: httpx.AsyncClient) -> None:
     elsewhere = (await api.post("/api/v1/deals", json={**DEAL, "room_id": "room-2"})).json()
-    response = await api.post(f"/embed/rooms/room-1/telemetry?token={await mint(api)}",
+    response = await api.post(f"/embed/rooms/room-1/telemetry?token={await mint_token(api)}",
                               json={"event": "displayed", "kind": "deal", "id": elsewhere["id"]})
     assert response.status_code == 404
 
 
 async def test_crm_page_for_a_deleted_record_says_so(api: httpx.AsyncClient) -> None:
     deal = (await api.post("/api/v1/deals", json=DEAL)).json()
-    url = (await api.post(f"/embed/rooms/room-1/open?token={await mint(api)}",
+    url = (await api.post(f"/embed/rooms/room-1/open?token={await mint_token(api)}",
                           json={"kind": "deal", "id": deal["id"]})).json()["url"]
     await api.delete(f"/api/v1/deals/{deal['id']}")
     entered = await api.get(url.removeprefix("http://127.0.0.1:8000"))
@@ -245,7 +217,7 @@ async def test_crm_link_of_another_company_does_not_open_its_records(
     other = await new_tenant(runtime, "globex")
     theirs = (await api.post("/api/v1/deals", json=DEAL, headers=other.headers)).json()
     mine = (await api.post("/api/v1/deals", json=DEAL)).json()
-    url = (await api.post(f"/embed/rooms/room-1/open?token={await mint(api)}",
+    url = (await api.post(f"/embed/rooms/room-1/open?token={await mint_token(api)}",
                           json={"kind": "deal", "id": mine["id"]})).json()["url"]
     link = parse_qs(urlsplit(url).query)["link"][0]
     response = await api.get(f"/crm/deals/{theirs['id']}?link={link}")

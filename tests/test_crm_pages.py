@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import select, update
 from starlette.applications import Starlette
 
+from tests.helpers import audit
 from tests.support import FakeClock, asgi_client, make_settings, mint_token, new_tenant, running_app
-from tests.test_component import audit
 from widget import chat_panel as chat_panel_api, rendering, timeline
 from widget.embed_tokens import crm_link
 from widget.runtime import Runtime
