@@ -38,6 +38,7 @@ from widget.bodies import read_json
 from widget.http_errors import ApiError
 from widget.models import creator_label, rfc3339, to_micros
 from widget.rendering import http_only, render
+from widget.upstream import UpstreamError
 from widget.runtime import Runtime
 from widget.store import Row
 from widget.strings import (
@@ -314,7 +315,7 @@ async def room_check(request: Request, kind: str) -> Response:
     if not anyway:
         try:
             status = await chat_panel.room_status(rt, company, room_id, session["agent_id"])
-        except chat_panel.ChatPanelError as exc:
+        except UpstreamError as exc:
             status = "not_configured" if exc.reason == "not_configured" else "unavailable"
             reason = exc.reason
     if status in ("open", "archived", "unchecked"):

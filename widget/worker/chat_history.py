@@ -20,7 +20,8 @@ from typing import Any
 from widget import analytics, chat_panel, logs
 from widget.models import rfc3339
 from widget.runtime import Runtime
-from widget.worker.jobs import Fail, Handler, Job, Retry
+from widget.upstream import UpstreamError
+from widget.worker.jobs import Handler, Job, upstream_failure
 from widget.worker.preview import PREVIEW_SIZE, parse_preview
 
 FAILED_EVENT = "timeline_log_creation_failed"
@@ -46,8 +47,8 @@ async def fetch_chat_history(rt: Runtime, job: Job) -> None:
 async def _get_messages(rt: Runtime, company_id: str, room_id: str) -> Any:
     try:
         return await chat_panel.messages(rt, company_id, room_id, PREVIEW_SIZE)
-    except chat_panel.ChatPanelError as exc:
-        raise (Retry if exc.transient else Fail)(exc.reason) from None
+    except UpstreamError as exc:
+        raise upstream_failure(exc) from None
 
 
 async def record_failure(rt: Runtime, job: Job, reason: str) -> None:

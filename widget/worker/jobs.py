@@ -17,6 +17,7 @@ from typing import Any
 
 from widget.runtime import Runtime
 from widget.store import Row
+from widget.upstream import UpstreamError
 
 
 class JobError(Exception):
@@ -36,6 +37,11 @@ class Retry(JobError):
 
 class Fail(JobError):
     """Give up now."""
+
+
+def upstream_failure(exc: UpstreamError) -> JobError:
+    """A failed call to a system we don't own, as the loop's outcome."""
+    return Retry(exc.reason, after=exc.retry_after) if exc.transient else Fail(exc.reason)
 
 
 @dataclass(frozen=True)

@@ -23,22 +23,17 @@ Rows of one record go out in order (``Store.claim_outbox``). A ``Retry-After`` o
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
-
-from widget import analytics
+from widget import analytics, upstream
 from widget.chat_panel import room_segment
 from widget.models import record_url, rfc3339
 from widget.runtime import Runtime
 from widget.store import Row
-from widget.worker.jobs import Fail, Handler, Job, Retry
+from widget.worker.jobs import Fail, Handler, Job, upstream_failure
 
 TIMEOUT = 5.0  # s, the whole call
 FAILED_EVENT = "omnichannel_notify_failed"
@@ -99,35 +94,11 @@ async def notify(rt: Runtime, job: Job) -> None:
     }
     url = f"{company['omnichannel_url'].rstrip('/')}{path}"
     try:
-        async with asyncio.timeout(TIMEOUT):
-            response = await rt.http.request(method, url, content=raw, headers=headers)
-    except (TimeoutError, httpx.TimeoutException):
-        raise Retry("timeout") from None
-    except httpx.ConnectError:
-        raise Retry("connect_error") from None
-    except httpx.TransportError:
-        raise Retry("network_error") from None
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    if status == 429 or status >= 500:
-        raise Retry(f"http_{status}", after=retry_after(response.headers.get("retry-after")))
-    raise Fail(f"http_{status}")
-
-
-def retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds or an HTTP date; None if absent or odd."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+        response = await upstream.request(rt, method, url, timeout=TIMEOUT, content=raw, headers=headers)
+    except upstream.UpstreamError as exc:
+        raise upstream_failure(exc) from None
+    if not 200 <= response.status_code < 300:
+        raise upstream_failure(upstream.refused(response))
 
 
 async def record_failure(rt: Runtime, job: Job, reason: str) -> None:
