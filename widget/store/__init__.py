@@ -372,8 +372,12 @@ class Store:
             )
             .order_by(o.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
         )
+        # An idle loop polls every second: a read finds there is nothing to claim
+        # without taking the (single, on SQLite) writer.
+        if await self._one(due.limit(1)) is None:
+            return []
+        due = due.with_for_update(skip_locked=True)
         claim = (
             update(schema.outbox)
             .where(o.id.in_(due.scalar_subquery()))
