@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from widget import companies
 from widget.app import create_app
 from widget.models import to_micros
-from widget.runtime import Runtime
+from widget.runtime import Runtime, system_clock
 from widget.settings import Settings, load_settings
 
 T0 = to_micros(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
@@ -74,7 +74,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
 @asynccontextmanager
 async def running_app(settings: Settings, clock: Any = None, **options: Any) -> AsyncIterator[Starlette]:
     """An app with its lifespan entered (store migrated, broker open)."""
-    application = create_app(settings, clock, **options) if clock else create_app(settings, **options)
+    application = create_app(settings, clock or system_clock, **options)
     async with application.router.lifespan_context(application):
         yield application
 

@@ -10,11 +10,12 @@ An answer with messages of which none can be shown is malformed.
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
+from typing import Any, get_args
 
+from widget.models import ChatMessage
 from widget.worker.jobs import Fail
 
-SENDER_TYPES = frozenset({"customer", "bot", "agentic_ai", "agent"})
+SENDER_TYPES = frozenset(get_args(ChatMessage.model_fields["sender_type"].annotation))
 PREVIEW_SIZE = 5
 TEXT_LIMIT = 160  # characters (code points), the ellipsis included
 SENT_AT_LIMIT = 64
