@@ -14,9 +14,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Chromium for the e2e suite, from the OS packages when missing.
+# From the OS packages when missing: Chromium for the e2e suite, promtool (Debian package
+# prometheus) for tests/test_monitoring.py. One apt-get update, only if something is missing.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
 run: $(STAMP)
 	$(BIN)/python -m examples.host_page.run
