@@ -494,7 +494,9 @@ async def test_omnichannel_receiver_checks_the_signature(host: httpx.AsyncClient
     raw, headers = signed(body)
     tampered = await host.post("/omnichannel/deals", content=raw + b" ", headers={**headers, "X-Widget-Event-Id": "ev-1"})
     assert tampered.status_code == 401
-    assert (await host.get("/omnichannel/received")).json()["events"] == []
+    refused = (await host.get("/omnichannel/received")).json()["events"]
+    assert [(e["verified"], e["status"]) for e in refused] == [(False, 401)] * 4
+    assert (await host.delete("/omnichannel/received")).status_code == 204
 
     good = await host.post("/omnichannel/deals", content=raw, headers={**headers, "X-Widget-Event-Id": "ev-1"})
     assert good.status_code == 200 and good.json()["status"] == "received"
@@ -518,3 +520,128 @@ async def test_omnichannel_receiver_checks_the_signature(host: httpx.AsyncClient
     assert events[0]["body"] == body and events[0]["room_id"] == "room-budi"
     assert (await host.delete("/omnichannel/received")).status_code == 204
     assert (await host.get("/omnichannel/received")).json()["count"] == 0
+
+
+async def deliver(host: httpx.AsyncClient, method: str, path: str, body: dict[str, Any], event_id: str) -> int:
+    """A correctly signed call, as the widget's worker makes it; its status."""
+    raw, headers = signed(body)
+    response = await host.request(method, path, content=raw, headers={**headers, "X-Widget-Event-Id": event_id})
+    return response.status_code
+
+
+async def received(host: httpx.AsyncClient, **params: str) -> dict[str, Any]:
+    response = await host.get("/omnichannel/received", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+DEAL_CREATED = {"external_id": "de_7", "external_url": f"{WIDGET}/crm/deals/de_7", "room_id": "room-sari"}
+
+
+async def test_omnichannel_bad_signature_is_answered_401_and_shown_not_verified(host: httpx.AsyncClient) -> None:
+    raw, headers = signed(DEAL_CREATED, secret="wrong-secret")
+    response = await host.post("/omnichannel/deals", content=raw, headers={**headers, "X-Widget-Event-Id": "ev-9"})
+    assert response.status_code == 401
+    assert response.json()["error"] == {"code": "unauthorized", "message": "bad signature"}
+
+    [entry] = (await received(host))["events"]
+    assert entry["verified"] is False and entry["status"] == 401 and entry["reason"] == "bad signature"
+    # Shown as it came: method, path, the body, the room and record it claims.
+    assert (entry["method"], entry["path"], entry["body"]) == ("POST", "/omnichannel/deals", DEAL_CREATED)
+    assert (entry["event_id"], entry["room_id"], entry["record_id"]) == ("ev-9", "room-sari", "de_7")
+    assert (entry["kind"], entry["action"], entry["deliveries"]) == ("deal", "created", 1)
+
+
+async def test_omnichannel_old_timestamp_is_answered_401_and_shown_not_verified(host: httpx.AsyncClient) -> None:
+    raw, headers = signed(DEAL_CREATED, t=int(time.time()) - 301)  # the right secret, 1 s past the tolerance
+    response = await host.post("/omnichannel/deals", content=raw, headers={**headers, "X-Widget-Event-Id": "ev-9"})
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "timestamp too old"
+    raw, headers = signed(DEAL_CREATED, t=int(time.time()) + 3600)
+    future = await host.post("/omnichannel/deals", content=raw, headers={**headers, "X-Widget-Event-Id": "ev-9"})
+    assert future.status_code == 401
+
+    events = (await received(host))["events"]
+    assert [(e["verified"], e["status"], e["reason"]) for e in events] == [
+        (False, 401, "timestamp too old"), (False, 401, "timestamp in the future"),
+    ]
+    assert events[0]["body"] == DEAL_CREATED
+
+
+async def test_omnichannel_unsigned_and_unreadable_calls_are_shown_with_their_reason(host: httpx.AsyncClient) -> None:
+    unsigned = await host.post("/omnichannel/tickets", content=b"not json <b>", headers={"X-Widget-Event-Id": "ev-1"})
+    assert unsigned.status_code == 401
+    malformed = await host.put("/omnichannel/tickets/tk_1", content=b"{}",
+                               headers={"X-Widget-Signature": "v1=abc", "X-Widget-Event-Id": "ev-2"})
+    assert malformed.status_code == 401
+    raw, headers = signed(DEAL_CREATED)
+    no_id = await host.post("/omnichannel/deals", content=raw, headers=headers)  # signed, but no event id
+    assert no_id.status_code == 400
+
+    events = (await received(host))["events"]
+    assert [(e["verified"], e["status"], e["reason"]) for e in events] == [
+        (False, 401, "missing signature"),
+        (False, 401, "malformed signature header"),
+        (True, 400, "missing X-Widget-Event-Id"),
+    ]
+    assert events[0]["body"] == "not json <b>"  # a body that is not JSON is kept as text
+    assert (events[1]["kind"], events[1]["action"], events[1]["record_id"]) == ("ticket", "updated", "tk_1")
+
+
+async def test_omnichannel_good_signature_is_verified(host: httpx.AsyncClient) -> None:
+    raw, headers = signed(DEAL_CREATED)
+    response = await host.post("/omnichannel/deals", content=raw, headers={**headers, "X-Widget-Event-Id": "ev-9"})
+    assert response.status_code == 200 and response.json() == {"status": "received", "event_id": "ev-9"}
+
+    [entry] = (await received(host))["events"]
+    assert entry["verified"] is True and entry["status"] == 200 and entry["reason"] is None
+    assert entry["body"] == DEAL_CREATED and entry["deliveries"] == 1
+
+
+async def test_omnichannel_rejected_call_does_not_take_the_event_id(host: httpx.AsyncClient) -> None:
+    """A forged call with a real event id must not make the real one a "duplicate"."""
+    raw, headers = signed(DEAL_CREATED, secret="wrong-secret")
+    forged = await host.post("/omnichannel/deals", content=raw, headers={**headers, "X-Widget-Event-Id": "ev-9"})
+    assert forged.status_code == 401
+    raw, headers = signed(DEAL_CREATED)
+    real = await host.post("/omnichannel/deals", content=raw, headers={**headers, "X-Widget-Event-Id": "ev-9"})
+    assert real.status_code == 200 and real.json()["status"] == "received"
+
+    events = (await received(host))["events"]
+    assert [(e["event_id"], e["verified"], e["deliveries"]) for e in events] == [("ev-9", False, 1), ("ev-9", True, 1)]
+
+
+async def test_omnichannel_duplicate_event_id_counts_a_delivery_and_adds_no_entry(host: httpx.AsyncClient) -> None:
+    raw, headers = signed(DEAL_CREATED)
+    for _ in range(3):
+        response = await host.post("/omnichannel/deals", content=raw, headers={**headers, "X-Widget-Event-Id": "ev-9"})
+        assert response.status_code == 200
+    assert response.json() == {"status": "duplicate", "event_id": "ev-9"}
+
+    listing = await received(host)
+    assert listing["count"] == 1
+    [entry] = listing["events"]
+    assert (entry["event_id"], entry["deliveries"], entry["verified"]) == ("ev-9", 3, True)
+
+
+async def test_omnichannel_since_cursor_gives_the_later_calls_of_a_room(host: httpx.AsyncClient) -> None:
+    """What the inbox polls to refresh its component: the page starts at the cursor it
+    was rendered with, and a call before that (the backlog) is never returned again."""
+    assert await deliver(host, "POST", "/omnichannel/deals", DEAL_CREATED, "ev-1") == 200  # room-sari
+    page = await host.get("/inbox", params={"room": "room-sari"})
+    cursor = int(re.search(r'data-omni-cursor="(\d+)"', page.text).group(1))
+    assert cursor == (await received(host))["cursor"] > 0
+    assert (await received(host, room="room-sari", since=str(cursor)))["events"] == []
+
+    other = {**DEAL_CREATED, "external_id": "de_8", "room_id": "room-budi"}
+    assert await deliver(host, "POST", "/omnichannel/deals", other, "ev-2") == 200
+    ticket = {"room_id": "room-sari", "crm_ticket_name": "Refund", "status": "Closed"}
+    for _ in range(2):  # a retried delivery: the same event
+        assert await deliver(host, "PUT", "/omnichannel/tickets/tk_3", ticket, "ev-3") == 200
+
+    later = await received(host, room="room-sari", since=str(cursor))
+    assert [(e["event_id"], e["deliveries"]) for e in later["events"]] == [("ev-3", 2)]
+    assert later["cursor"] > cursor
+    assert (await received(host, room="room-sari", since=str(later["cursor"])))["events"] == []
+    assert [e["event_id"] for e in (await received(host, since=str(cursor)))["events"]] == ["ev-2", "ev-3"]
+    assert (await host.get("/omnichannel/received", params={"since": "x"})).status_code == 400

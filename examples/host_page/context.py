@@ -61,7 +61,10 @@ class HostState:
     flags: dict[str, bool] = field(default_factory=lambda: {FLAG: False})
     contacts: dict[str, str] = field(default_factory=dict)  # room id -> CRM contact id
     contact_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Omnichannel calls, for the panel (each call, verified or not) and their cursor.
     received: list[dict[str, Any]] = field(default_factory=list)
+    received_seq: int = 0
+    # The verified notifications by X-Widget-Event-Id (dedupe), oldest first.
     received_by_event: dict[str, dict[str, Any]] = field(default_factory=dict)
     widget: httpx.AsyncClient | None = None
 

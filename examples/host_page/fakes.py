@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,6 +18,7 @@ from examples.host_page.context import (
     MAX_BODY,
     MAX_RECEIVED,
     HostError,
+    HostState,
     host_config,
     host_state,
     read_json_object,
@@ -121,12 +123,26 @@ async def set_chat_panel_mode(request: Request) -> Response:
 
 
 # -- Omnichannel notification receivers (RFC section 9) ---------------------------------
+#
+# Every call is recorded for the simulator's "Omnichannel events" panel, whatever the
+# answer: a call refused for its signature is shown "not verified" with the reason (and
+# still answered 401). Only verified, accepted calls are notifications: only they enter
+# the dedupe memory (``HostState.received_by_event``, by ``X-Widget-Event-Id``) and only
+# they make the inbox refresh the room's component (host.js polls ``since=<cursor>``).
+#
+# ``seq`` orders the entries: microseconds since the epoch, strictly increasing, so a
+# cursor a page got from an earlier run of the host still orders before this run's calls.
+
+# A rejected call's body is shown as sent (parsed if it is JSON), up to this much text.
+MAX_SHOWN_BODY = 4096
+MAX_EVENT_IDS = 5000  # the dedupe memory, apart from the panel's list: spam cannot evict it
 
 
 def verify_signature(header: str | None, raw: bytes, secret: str, tolerance: int, now: float) -> str | None:
-    """None if ``t=<unix>,v1=<hex>`` signs ``"<t>.<raw body>"``; else why not."""
+    """None if ``t=<unix>,v1=<hex>`` signs ``"<t>.<raw body>"``; else why not, in the
+    panel's words ("bad signature", "timestamp too old", ...)."""
     if not header:
-        return "missing X-Widget-Signature"
+        return "missing signature"
     timestamp, signatures = None, []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
@@ -135,69 +151,108 @@ def verify_signature(header: str | None, raw: bytes, secret: str, tolerance: int
         elif key == "v1":
             signatures.append(value.lower())
     if timestamp is None or not timestamp.isdigit() or not signatures:
-        return "malformed X-Widget-Signature"
-    if tolerance and abs(now - int(timestamp)) > tolerance:
-        return "X-Widget-Signature timestamp is outside the tolerance"
+        return "malformed signature header"
+    if tolerance and now - int(timestamp) > tolerance:
+        return "timestamp too old"
+    if tolerance and int(timestamp) - now > tolerance:
+        return "timestamp in the future"
     expected = hmac.new(secret.encode(), timestamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
     if not any(hmac.compare_digest(expected, s) for s in signatures):
-        return "bad X-Widget-Signature"
+        return "bad signature"
     return None
 
 
 ACTIONS = {"POST": "created", "PUT": "updated", "DELETE": "deleted"}
 
 
-async def omnichannel_receive(request: Request) -> Response:
-    config, state = host_config(request), host_state(request)
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise HostError(413, "body too large")
-    problem = verify_signature(request.headers.get("x-widget-signature"), raw,
-                               config.omnichannel_secret, config.signature_tolerance, time.time())
-    if problem:
-        return JSONResponse({"error": {"code": "unauthorized", "message": problem}}, status_code=401)
-    event_id = request.headers.get("x-widget-event-id", "").strip()
-    if not event_id:
-        raise HostError(400, "missing X-Widget-Event-Id")
+def _parse_body(raw: bytes) -> tuple[Any, bool]:
+    """(what the panel shows of a body, whether it is JSON): its JSON (an empty body is
+    ``{}``), else its text, cut at ``MAX_SHOWN_BODY``."""
+    if not raw:
+        return {}, True
     try:
-        body = json.loads(raw) if raw else {}
+        return json.loads(raw), True
     except ValueError:
-        raise HostError(400, "malformed JSON") from None
-    if not isinstance(body, dict):
-        raise HostError(400, "the body must be a JSON object")
-    if event_id in state.received_by_event:
-        entry = state.received_by_event[event_id]
-        entry["deliveries"] += 1
-        return JSONResponse({"status": "duplicate", "event_id": event_id})
-    kind = "deal" if request.url.path.startswith("/omnichannel/deals") else "ticket"
-    record_id = request.path_params.get("id") or body.get("external_id") or body.get("crm_ticket_id")
+        text = raw[:MAX_SHOWN_BODY].decode("utf-8", "replace")
+        return text + ("…" if len(raw) > MAX_SHOWN_BODY else ""), False
+
+
+def _record(state: HostState, request: Request, event_id: str, body: Any, *,
+            verified: bool, status: int, reason: str | None) -> dict[str, Any]:
+    """Keep one call for the panel (the last ``MAX_RECEIVED``)."""
+    fields = body if isinstance(body, dict) else {}
+    room_id = fields.get("room_id")
+    record_id = request.path_params.get("id") or fields.get("external_id") or fields.get("crm_ticket_id")
+    state.received_seq = max(state.received_seq + 1, time.time_ns() // 1000)
     entry = {
-        "event_id": event_id,
-        "kind": kind,
+        "seq": state.received_seq,
+        "event_id": event_id or None,
+        "kind": "deal" if request.url.path.startswith("/omnichannel/deals") else "ticket",
         "action": ACTIONS[request.method],
         "method": request.method,
         "path": request.url.path,
-        "record_id": record_id,
-        "room_id": body.get("room_id"),
+        "record_id": record_id if isinstance(record_id, str) else None,
+        "room_id": room_id if isinstance(room_id, str) else None,
         "body": body,
         "received_at": rfc3339(datetime.now(UTC)),
         "deliveries": 1,
+        "verified": verified,
+        "status": status,
+        "reason": reason,
     }
     state.received.append(entry)
+    del state.received[:-MAX_RECEIVED]
+    return entry
+
+
+def _refuse(state: HostState, request: Request, event_id: str, body: Any, *,
+            verified: bool, status: int, reason: str) -> Response:
+    _record(state, request, event_id, body, verified=verified, status=status, reason=reason)
+    code = "unauthorized" if status == 401 else str(status)
+    return JSONResponse({"error": {"code": code, "message": reason}}, status_code=status)
+
+
+async def omnichannel_receive(request: Request) -> Response:
+    config, state = host_config(request), host_state(request)
+    raw = await request.body()
+    event_id = request.headers.get("x-widget-event-id", "").strip()[:200]
+    if len(raw) > MAX_BODY:
+        return _refuse(state, request, event_id, None, verified=False, status=413, reason="body too large")
+    body, is_json = _parse_body(raw)
+    problem = verify_signature(request.headers.get("x-widget-signature"), raw,
+                               config.omnichannel_secret, config.signature_tolerance, time.time())
+    if problem:
+        return _refuse(state, request, event_id, body, verified=False, status=401, reason=problem)
+    if not event_id:
+        return _refuse(state, request, event_id, body, verified=True, status=400, reason="missing X-Widget-Event-Id")
+    if not isinstance(body, dict):
+        reason = "the body must be a JSON object" if is_json else "malformed JSON"
+        return _refuse(state, request, event_id, body, verified=True, status=400, reason=reason)
+    if event_id in state.received_by_event:
+        state.received_by_event[event_id]["deliveries"] += 1
+        return JSONResponse({"status": "duplicate", "event_id": event_id})
+    entry = _record(state, request, event_id, body, verified=True, status=200, reason=None)
     state.received_by_event[event_id] = entry
-    while len(state.received) > MAX_RECEIVED:
-        dropped = state.received.pop(0)
-        state.received_by_event.pop(dropped["event_id"], None)
+    while len(state.received_by_event) > MAX_EVENT_IDS:
+        state.received_by_event.pop(next(iter(state.received_by_event)))
     return JSONResponse({"status": "received", "event_id": event_id})
 
 
 async def omnichannel_received(request: Request) -> Response:
+    """``{count, cursor, events}``: the calls in arrival order, optionally only a room's
+    (``room=``) and only those after a cursor (``since=``, an earlier ``cursor``);
+    ``cursor`` is the last call's ``seq`` (of any room), for the next ``since=``."""
     state = host_state(request)
     events = state.received
+    since = request.query_params.get("since", "")
+    if since:
+        if not since.isdigit():
+            raise HostError(400, "since must be a cursor (a non-negative integer)")
+        events = [e for e in events if e["seq"] > int(since)]
     room = request.query_params.get("room")
     if room:
         events = [e for e in events if e["room_id"] == room]
-    return JSONResponse({"count": len(events), "events": events})
+    return JSONResponse({"count": len(events), "cursor": state.received_seq, "events": events})
 
 
 async def omnichannel_clear(request: Request) -> Response:
@@ -205,4 +260,3 @@ async def omnichannel_clear(request: Request) -> Response:
     state.received.clear()
     state.received_by_event.clear()
     return Response(status_code=204)
-
