@@ -276,6 +276,8 @@ async def inbox(request: Request) -> Response:
         "account_name": config.account_name,
         "company_id": config.company_id,
         "view_query": view.query(),
+        # Omnichannel calls up to this one were here before the page: no refresh for them.
+        "omni_cursor": state.received_seq,
         "stages": DEAL_STAGES,
         "pipelines": DEAL_PIPELINES,
         "statuses": TICKET_STATUSES,

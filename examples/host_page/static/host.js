@@ -384,6 +384,7 @@
     item.appendChild(head);
     if (detail) item.appendChild(el("div", isError ? "log-msg" : "log-detail", detail));
     prependLog(item);
+    return item;
   }
 
   function describeRecord(summary) {
@@ -489,7 +490,10 @@
       try { window.localStorage.setItem("host.simulator.open", open ? "1" : "0"); } catch (e) { /* private mode */ }
     }
     if (stored === "0") setOpen(false);
-    toggle.addEventListener("click", function () { setOpen(sim.dataset.open !== "true"); });
+    toggle.addEventListener("click", function () {
+      setOpen(sim.dataset.open !== "true");
+      pollEvents();
+    });
     sim.addEventListener("click", function (event) {
       var button = event.target.closest("[data-sim-action]");
       if (button) runSim(button);
@@ -545,46 +549,172 @@
   }
 
   // ------------------------------------------------------------------ Omnichannel events panel
+  //
+  // Every call the CRM made to /omnichannel/… (GET /omnichannel/received), newest
+  // first, polled while the drawer is open: method, path, the JSON body and whether its
+  // X-Widget-Signature was verified. Built with textContent / createElementNS only.
+
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var SHIELD = "M12 22s8-4 8-10V5l-8-3-8 3v7c0 6 8 10 8 10z";
+  var ICON_SHAPES = {
+    "shield-check": [["path", { d: SHIELD }], ["polyline", { points: "9 12 11 14 15 10" }]],
+    "shield-x": [["path", { d: SHIELD }], ["line", { x1: "10", y1: "9.5", x2: "14", y2: "13.5" }],
+      ["line", { x1: "14", y1: "9.5", x2: "10", y2: "13.5" }]],
+    "alert": [["circle", { cx: "12", cy: "12", r: "10" }], ["line", { x1: "12", y1: "8", x2: "12", y2: "12" }],
+      ["line", { x1: "12", y1: "16", x2: "12.01", y2: "16" }]]
+  };
+
+  function svgIcon(name, size) {
+    var svg = document.createElementNS(SVG_NS, "svg");
+    var attrs = { "class": "icon icon-" + name, width: size, height: size, viewBox: "0 0 24 24", fill: "none",
+      stroke: "currentColor", "stroke-width": "2", "stroke-linecap": "round", "stroke-linejoin": "round",
+      "aria-hidden": "true", focusable: "false" };
+    Object.keys(attrs).forEach(function (key) { svg.setAttribute(key, String(attrs[key])); });
+    ICON_SHAPES[name].forEach(function (shape) {
+      var node = document.createElementNS(SVG_NS, shape[0]);
+      Object.keys(shape[1]).forEach(function (key) { node.setAttribute(key, shape[1][key]); });
+      svg.appendChild(node);
+    });
+    return svg;
+  }
+
+  /* Pretty JSON as text nodes and coloured spans (keys, strings, numbers, literals). */
+  var JSON_TOKEN = /("(?:\\.|[^"\\])*")(\s*:)?|\b(?:true|false|null)\b|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+
+  function prettyJson(value) {
+    var pre = el("pre", "omni-json");
+    pre.setAttribute("data-testid", "omnichannel-body");
+    if (typeof value === "string") {  // a body that was not JSON, shown as sent
+      pre.classList.add("is-raw");
+      pre.textContent = value || "(empty body)";
+      return pre;
+    }
+    var text = JSON.stringify(value, null, 2), last = 0, match;
+    JSON_TOKEN.lastIndex = 0;
+    while ((match = JSON_TOKEN.exec(text)) !== null) {
+      if (match.index > last) pre.appendChild(document.createTextNode(text.slice(last, match.index)));
+      var cls = match[2] ? "j-key" : match[1] ? "j-str" : /^[tfn]/.test(match[0]) ? "j-lit" : "j-num";
+      pre.appendChild(el("span", cls, match[1] || match[0]));
+      if (match[2]) pre.appendChild(document.createTextNode(match[2]));
+      last = JSON_TOKEN.lastIndex;
+    }
+    if (last < text.length) pre.appendChild(document.createTextNode(text.slice(last)));
+    return pre;
+  }
+
+  /* The body behind a one-line preview; which entries are open survives re-renders. */
+  var openBodies = {};
+
+  function bodyDetails(e) {
+    var body = e.body === null || e.body === undefined ? "" : e.body;
+    var details = el("details", "omni-body");
+    details.open = !!openBodies[e.seq];
+    details.addEventListener("toggle", function () { openBodies[e.seq] = details.open; });
+    var summary = el("summary", "omni-body-summary");
+    summary.setAttribute("data-testid", "omnichannel-body-toggle");
+    summary.appendChild(el("span", "omni-body-label", typeof body === "string" ? "Body (not JSON)" : "JSON body"));
+    var preview = typeof body === "string" ? body : JSON.stringify(body);
+    summary.appendChild(el("span", "omni-body-preview", preview.length > 160 ? preview.slice(0, 160) + "…" : preview));
+    details.appendChild(summary);
+    details.appendChild(prettyJson(body));
+    return details;
+  }
+
+  function verifiedBadge(e) {
+    var badge = el("span", "verify-badge");
+    badge.setAttribute("data-testid", "omnichannel-verified");
+    badge.dataset.verified = e.verified ? "true" : "false";
+    badge.appendChild(svgIcon(e.verified ? "shield-check" : "shield-x", 12));
+    badge.appendChild(document.createTextNode(e.verified ? "Verified" : "Not verified"));
+    badge.title = e.verified
+      ? "X-Widget-Signature checked: HMAC-SHA256 with this host's secret, timestamp within the tolerance"
+      : "X-Widget-Signature refused (" + e.reason + "): answered 401, not counted as a notification";
+    return badge;
+  }
+
+  function eventItem(e) {
+    var accepted = e.verified && e.status < 300;
+    var item = el("li", "log-entry omni-entry " + (accepted ? "is-ok" : e.verified ? "is-warn" : "is-error"));
+    item.setAttribute("data-testid", "omnichannel-event");
+    item.dataset.seq = String(e.seq);
+    item.dataset.eventId = e.event_id || "";
+    item.dataset.kind = e.kind;
+    item.dataset.action = e.action;
+    item.dataset.roomId = e.room_id || "";
+    item.dataset.recordId = e.record_id || "";
+    item.dataset.verified = e.verified ? "true" : "false";
+    item.dataset.status = String(e.status);
+
+    var head = el("div", "log-head");
+    head.appendChild(el("span", "log-time", localTime(e.received_at)));
+    head.appendChild(el("span", "pill pill-" + e.action, e.kind + " " + e.action));
+    var title = el("span", "log-title", e.record_id || "—");
+    title.title = e.record_id || "";
+    head.appendChild(title);
+    if (e.deliveries > 1) {
+      var dup = head.appendChild(el("span", "pill pill-dup", "×" + e.deliveries));
+      dup.title = "Delivered " + e.deliveries + " times with the same X-Widget-Event-Id (deduplicated)";
+      dup.setAttribute("data-testid", "omnichannel-deliveries");
+    }
+    head.appendChild(verifiedBadge(e));
+    item.appendChild(head);
+
+    var call = el("div", "omni-call");
+    call.setAttribute("data-testid", "omnichannel-call");
+    call.appendChild(el("span", "status" + (e.status >= 400 ? " is-error" : ""), String(e.status)));
+    call.appendChild(el("span", "omni-method", e.method));
+    var path = call.appendChild(el("span", "omni-path", e.path));
+    path.title = e.path;
+    item.appendChild(call);
+    var meta = [];
+    if (e.room_id) meta.push("room " + e.room_id);
+    meta.push(e.event_id || "no X-Widget-Event-Id");
+    var metaLine = item.appendChild(el("div", "omni-meta", meta.join("  ·  ")));
+    metaLine.title = meta.join("\n");
+
+    if (e.reason) {
+      var reason = el("div", "omni-reason");
+      reason.setAttribute("data-testid", "omnichannel-reason");
+      reason.appendChild(svgIcon("alert", 12));
+      reason.appendChild(el("span", null, (e.verified ? "Rejected: " : "Not verified: ") + e.reason));
+      item.appendChild(reason);
+    }
+    item.appendChild(bodyDetails(e));
+    return item;
+  }
 
   var lastEventsKey = "";
 
   function renderEvents(events) {
-    var list = $("omni-events"), count = $("omni-count");
+    var list = $("omni-events"), count = $("omni-count"), rejected = $("omni-rejected");
     if (!list) return;
-    var key = events.map(function (e) { return e.event_id + ":" + e.deliveries; }).join("|");
+    var key = events.map(function (e) { return e.seq + ":" + e.deliveries; }).join("|");
     if (key === lastEventsKey) return;
     lastEventsKey = key;
     count.textContent = String(events.length);
+    var refused = events.filter(function (e) { return !e.verified; }).length;
+    if (rejected) {
+      rejected.hidden = refused === 0;
+      rejected.textContent = refused + " not verified";
+    }
     list.textContent = "";
     if (!events.length) {
-      list.appendChild(el("li", "log-empty", "Signed notifications the CRM sends to /omnichannel/… appear here."));
+      var empty = el("li", "log-empty", "Signed notifications the CRM sends to ");
+      empty.appendChild(el("span", "mono", "/omnichannel/…"));
+      empty.appendChild(document.createTextNode(" appear here."));
+      list.appendChild(empty);
       return;
     }
-    events.slice().reverse().slice(0, 100).forEach(function (e) {
-      var item = el("li", "log-entry is-info");
-      item.setAttribute("data-testid", "omnichannel-event");
-      item.dataset.eventId = e.event_id;
-      item.dataset.kind = e.kind;
-      item.dataset.action = e.action;
-      item.dataset.roomId = e.room_id || "";
-      item.dataset.recordId = e.record_id || "";
-      var head = el("div", "log-head");
-      head.appendChild(el("span", "log-time", localTime(e.received_at)));
-      head.appendChild(el("span", "pill pill-" + e.action, e.kind + " " + e.action));
-      head.appendChild(el("span", "log-title", e.record_id || ""));
-      if (e.deliveries > 1) head.appendChild(el("span", "pill pill-dup", "×" + e.deliveries));
-      item.appendChild(head);
-      item.appendChild(el("div", "log-call", e.method + " " + e.path + (e.room_id ? "  · room " + e.room_id : "")));
-      var name = e.body && (e.body.name || e.body.crm_ticket_name);
-      var extra = [name, e.body && (e.body.stage || e.body.status)].filter(Boolean).join(" · ");
-      if (extra) item.appendChild(el("div", "log-detail", extra));
-      list.appendChild(item);
-    });
+    events.slice().reverse().slice(0, 100).forEach(function (e) { list.appendChild(eventItem(e)); });
+  }
+
+  function simulatorOpen() {
+    var sim = $("simulator");
+    return !!sim && sim.dataset.open === "true";
   }
 
   function pollEvents() {
-    var sim = $("simulator");
-    if (document.hidden || !sim || sim.dataset.open !== "true") return Promise.resolve();
+    if (document.hidden || !simulatorOpen()) return Promise.resolve();
     return api("GET", "/omnichannel/received").then(function (result) {
       if (result.ok && result.body) renderEvents(result.body.events || []);
     }).catch(function () { /* the host is going away; try again later */ });
@@ -598,6 +728,71 @@
     });
     pollEvents();
     setInterval(pollEvents, 2000);
+  }
+
+  // ------------------------------------------------------------------ Omnichannel → refresh the component
+  //
+  // A verified notification for the room on screen asks its component to refresh (RFC
+  // section 7's "refresh"), drawer open or not. The page polls the host's own record of
+  // them, only this room's and only after a cursor: the server renders the cursor into
+  // the page (data-omni-cursor), so whatever arrived before the page loaded is backlog;
+  // a duplicate delivery adds no entry, so it never refreshes twice. Polling stops while
+  // the document is hidden and resumes (at once) when it is visible again.
+
+  var WATCH_MS = 1500;
+  var omniCursor = 0, watchTimer = null, watching = false;
+
+  function describeNotifications(events) {
+    var seen = [];
+    events.forEach(function (e) {
+      var what = e.kind + " " + e.action;
+      if (seen.indexOf(what) === -1) seen.push(what);
+    });
+    return seen.join(", ");
+  }
+
+  function onNotifications(events) {
+    var m = mount();
+    var ready = !!m && m.dataset.ready === "1";
+    var refreshed = ready && postToFrame({ type: "refresh" });
+    var title = "Omnichannel: " + describeNotifications(events) + (refreshed ? " → refreshed the component" : "");
+    var detail = events.map(function (e) {
+      return e.method + " " + e.path + (e.record_id && e.path.indexOf(e.record_id) === -1 ? " · " + e.record_id : "");
+    }).join("  ·  ");
+    if (!refreshed) detail += m ? "  (the component is still loading: it reads the current state anyway)"
+      : "  (no Deal & Ticket component on this page)";
+    var item = logInfo(title, detail, false, "omnichannel");
+    item.dataset.refreshed = refreshed ? "true" : "false";
+    item.dataset.recordIds = events.map(function (e) { return e.record_id || ""; }).join(",");
+    item.dataset.eventIds = events.map(function (e) { return e.event_id || ""; }).join(",");
+    console.info("[host] Omnichannel notification(s)", events.map(function (e) { return e.event_id; }),
+      refreshed ? "refreshed the component" : "nothing to refresh");
+    pollEvents();
+  }
+
+  function watchNotifications() {
+    clearTimeout(watchTimer);
+    if (watching || document.hidden) return;
+    watching = true;
+    var path = "/omnichannel/received?room=" + encodeURIComponent(roomId()) + "&since=" + omniCursor;
+    api("GET", path).then(function (result) {
+      var body = result.body;
+      if (!result.ok || !body || typeof body.cursor !== "number") return;
+      omniCursor = body.cursor;  // the host's cursor: its calls up to here are seen
+      var fresh = (body.events || []).filter(function (e) { return e.verified && e.status < 300; });
+      if (fresh.length) onNotifications(fresh);
+    }).catch(function () { /* the host is going away; try again later */ }).then(function () {
+      watching = false;
+      if (!document.hidden) watchTimer = setTimeout(watchNotifications, WATCH_MS);
+    });
+  }
+
+  function initNotificationWatch() {
+    omniCursor = parseInt(document.body.dataset.omniCursor, 10) || 0;
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden) watchNotifications();
+    });
+    watchNotifications();
   }
 
   // ------------------------------------------------------------------ conversation
@@ -696,6 +891,7 @@
     initSimulator();
     initChatPanelMode();
     initEvents();
+    initNotificationWatch();
     initComposer();
     initRoomFilters();
   });
