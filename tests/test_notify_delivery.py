@@ -201,11 +201,15 @@ class Receiver:
             self.server = None
 
     async def received(self) -> list[dict[str, Any]]:
-        """What the host stored (``GET /omnichannel/received``): verified, one per event id."""
+        """The notifications the host accepted, in arrival order, one per event id
+        (``GET /omnichannel/received``). It lists refused calls too (a bad signature:
+        ``verified`` false, 401): none may be."""
         async with httpx.AsyncClient(timeout=5) as http:
             response = await http.get(f"{self.url}/omnichannel/received")
         assert response.status_code == 200, response.text
-        return response.json()["events"]
+        events = response.json()["events"]
+        assert [e for e in events if not e["verified"] or e["status"] != 200] == []
+        return events
 
 
 @pytest.fixture
