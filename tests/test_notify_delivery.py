@@ -350,10 +350,6 @@ async def test_a_receiver_slower_than_the_timeout_is_retried_and_dedupes_the_lat
     assert (received["event_id"], received["record_id"], received["deliveries"]) == (event_id, deal_id, 2)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in widget/: notify.TIMEOUT (5 s for the whole call) is not what bounds the call; the runtime's "
-    "httpx client has httpx.Timeout(2.0) (runtime.UPSTREAM_TIMEOUT, meant for the Chat Panel) and "
-    "notify.notify passes no timeout of its own, so an answer after 2 s is a ReadTimeout"))
 async def test_a_receiver_answering_within_the_five_second_timeout_is_not_cut_off(
     runtime: Runtime, clock: FakeClock, receiver: Receiver
 ) -> None:

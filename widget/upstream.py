@@ -23,11 +23,11 @@ class UpstreamError(Exception):
 
 
 async def request(rt: Runtime, method: str, url: str, *, timeout: float, **options: Any) -> httpx.Response:
-    """The response, whatever its status; ``timeout`` bounds the whole call (the
-    client's own timeout bounds each network read separately)."""
+    """The response, whatever its status; ``timeout`` bounds the whole call, and each
+    network step (the client's default would cut a slow answer short of it)."""
     try:
         async with asyncio.timeout(timeout):
-            return await rt.http.request(method, url, **options)
+            return await rt.http.request(method, url, timeout=timeout, **options)
     except (TimeoutError, httpx.TimeoutException):
         raise UpstreamError("timeout", transient=True) from None
     except httpx.ConnectError:
