@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from html.parser import HTMLParser
 from typing import Any
 
 import httpx
+
+from widget.rooms import PUBLISHED_AT
 
 RFC3339_US = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 DEAL_KEYS = {"id", "name", "stage", "pipeline", "room_id", "contact_id", "creator_flag",
@@ -64,6 +67,15 @@ async def next_message(subscription: Any, timeout: float = 2.0) -> dict[str, Any
         message = await asyncio.wait_for(anext(aiter(subscription)), timeout)
     assert message is not None, "subscription closed"
     return message
+
+
+def snapshot_of(message: dict[str, Any]) -> dict[str, Any]:
+    """A published room message without its publishing time (which only the
+    delivery-lag metric reads; streams never send it)."""
+    rest = dict(message)
+    published_at = rest.pop(PUBLISHED_AT)
+    assert abs(time.time() - published_at) < 60, published_at
+    return rest
 
 
 async def next_after_quiet(subscription: Any, control: Any) -> dict[str, Any]:

@@ -211,7 +211,7 @@ async def test_a_4xx_gives_up_at_once_with_one_failure_event(tmp_path: Path, clo
     [event] = failed
     timestamp = event.pop("timestamp")
     assert timestamp.endswith("Z")
-    assert event == {"kind": "ticket", "ticket_id": tck["id"], "room_id": "room-1", "event": "ticket_created",
+    assert event == {"ticket_id": tck["id"], "room_id": "room-1", "event": "ticket_created",
                      "event_id": f"evt_{row['id']}", "error_reason": "http_400", "attempts": 1}
 
 

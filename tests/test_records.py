@@ -296,7 +296,8 @@ async def test_stats_counts_bot_and_ai_creations(api: httpx.AsyncClient, clock: 
     await api.post("/api/v1/deals", json=deal(room_id="r"))  # manual: not counted
     clock.advance(1)
     stats = (await api.get("/api/v1/stats")).json()
-    assert stats["counts"] == {"bot_deal_created": 1, "ai_deal_created": 1, "bot_ticket_created": 1}
+    assert stats["counts"] == {"bot_deal_created": 1, "ai_deal_created": 1, "bot_ticket_created": 1,
+                               "actor_filtered": 1}
     assert stats["preview_display_rate"] == 0.0
     empty = (await api.get("/api/v1/stats", params={"since": "2020-01-01T00:00:00Z",
                                                     "until": "2020-02-01T00:00:00Z"})).json()

@@ -1,34 +1,40 @@
 """PRD product events (section 11) and the success metrics built from them (section 12).
 
-Every event is one JSON log line and a stored row that ``/stats`` counts."""
+Every event of ``events`` is one JSON log line, a stored row that ``/stats`` counts and
+a sample of ``widget_product_events_total`` (the PRD alerts' input). Events of a record
+write are stored in its transaction (``stored``, then ``emitted`` after the commit);
+the others by ``track``, without taking the company's lock."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from widget import logs
-from widget.models import rfc3339, stats_out
+from widget import logs, metrics
+from widget.events import CREATED, Event
+from widget.models import CREATORS, rfc3339, stats_out
 from widget.runtime import Runtime
-from widget.store import Row
 
-CREATED = ("bot_deal_created", "ai_deal_created", "bot_ticket_created", "ai_ticket_created")
+DISPLAYED = ("deal_preview_displayed", "ticket_preview_displayed")
+CLICKED = ("deal_preview_clicked", "ticket_preview_clicked")
+CHATROOM_CLICKED = ("deal_timeline_chatroom_clicked", "ticket_timeline_chatroom_clicked")
 
 
-async def track(rt: Runtime, company_id: str, name: str, props: Row, dedupe: str | None = None) -> None:
-    """A PRD product event: stored for /stats and logged, once per ``dedupe`` key."""
-    if await rt.store.record_event(company_id, name, props, rt.now(), dedupe):
-        logs.event(name, company_id=company_id, **props)
+def stored(event: Event) -> tuple[str, dict[str, Any]]:
+    return event.name, event.props()
+
+
+def emitted(company_id: str, event: Event) -> None:
+    logs.event(event.name, event.level, company_id=company_id, **event.props())
+    metrics.PRODUCT_EVENTS.labels(event.name).inc()
+
+
+async def track(rt: Runtime, company_id: str, event: Event, dedupe: str | None = None) -> None:
+    """Store and emit ``event``, once per ``dedupe`` key."""
+    if await rt.store.record_event(company_id, stored(event), rt.now(), dedupe):
+        emitted(company_id, event)
     else:
-        logs.log.debug("repeat %s (%s)", name, dedupe)
-
-
-def actor_filtered(company_id: str, kind: str, record_id: str, action: str, flag: str | None) -> None:
-    """A record without a recognised creator_flag stays out of rooms (PRD section 8 #9)."""
-    logs.event(
-        "actor_filtered", company_id=company_id, kind=kind, record_id=record_id,
-        action=action, creator_flag=flag,
-    )
+        logs.log.debug("repeat %s (%s)", event.name, dedupe)
 
 
 def warn(name: str, **props: Any) -> None:
@@ -37,7 +43,10 @@ def warn(name: str, **props: Any) -> None:
 
 
 async def stats(rt: Runtime, company_id: str, since: int, until: int) -> dict[str, Any]:
+    """PRD section 12 over [since, until]: event counts in the window, and records
+    created in the window for the rates that need their state (timeline log, context)."""
     counts = await rt.store.event_counts(company_id, since, until)
+    records = await rt.store.creation_context(company_id, since, until, CREATORS)
 
     def total(*names: str) -> int:
         return sum(counts.get(n, 0) for n in names)
@@ -46,17 +55,19 @@ async def stats(rt: Runtime, company_id: str, since: int, until: int) -> dict[st
         return round(num / den, 4) if den else None
 
     created = total(*CREATED)
-    displayed = total("deal_preview_displayed", "ticket_preview_displayed")
+    displayed = total(*DISPLAYED)
     return stats_out({
         "since": rfc3339(since),
         "until": rfc3339(until),
         "counts": counts,
+        "records": records,
         "preview_display_rate": ratio(displayed, created),
         "deal_preview_display_rate": ratio(
             total("deal_preview_displayed"), total("bot_deal_created", "ai_deal_created")),
         "ticket_preview_display_rate": ratio(
             total("ticket_preview_displayed"), total("bot_ticket_created", "ai_ticket_created")),
-        "room_to_record_navigation_rate": ratio(
-            total("deal_preview_clicked", "ticket_preview_clicked"), displayed),
+        "room_to_record_navigation_rate": ratio(total(*CLICKED), displayed),
+        "record_to_room_navigation_rate": ratio(total(*CHATROOM_CLICKED), records["with_timeline_log"]),
+        "full_context_rate": ratio(records["with_full_context"], records["created"]),
         "timeline_log_creation_failure_rate": ratio(total("timeline_log_creation_failed"), created),
     })

@@ -12,12 +12,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from widget import api, companies, embed, logs, openapi, pages, rendering, stream, worker
+from widget import api, companies, embed, logs, metrics, openapi, pages, rendering, stream, worker
 from widget.errors import DomainError
 from widget.http_errors import STATUS_CODES, ApiError, error_body, error_response, from_domain
 from widget.middleware import SecurityHeaders
@@ -79,6 +79,11 @@ async def on_store_error(request: Request, exc: Exception) -> Response:
                         status_code=503, headers={"Retry-After": "5"})
 
 
+async def on_client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up while we read its body: nothing to answer, nothing wrong here."""
+    return Response(status_code=499)
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     logs.log.error("unhandled error on %s", request.url.path, exc_info=exc)
     return JSONResponse(error_body("internal_error", "unexpected error"), status_code=500)
@@ -112,6 +117,7 @@ def create_app(
         *pages.routes,
         *embed.routes,
         *stream.routes,
+        *metrics.routes,
         Mount("/static", StaticFiles(directory=settings.static_dir), name="static"),
     ]
     application = Starlette(
@@ -123,6 +129,7 @@ def create_app(
             DomainError: on_domain_error,
             HTTPException: on_http_exception,
             SQLAlchemyError: on_store_error,
+            ClientDisconnect: on_client_gone,
             Exception: on_unexpected,
         },
     )

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from widget import analytics, chat_panel, embed_tokens, records, timeline
+from widget import analytics, chat_panel, embed_tokens, events, records, timeline
 from widget.bodies import read_json
 from widget.http_errors import ApiError
 from widget.models import creator_label, rfc3339, to_micros
@@ -319,9 +319,9 @@ async def room_check(request: Request, kind: str) -> Response:
             status = "not_configured" if exc.reason == "not_configured" else "unavailable"
             reason = exc.reason
     if status in ("open", "archived", "unchecked"):
-        props = {f"{kind}_id": record_id, "room_id": room_id, "agent_id": session["agent_id"],
-                 "timestamp": rfc3339(rt.now())}
-        await analytics.track(rt, company, f"{kind}_timeline_chatroom_clicked", props)
+        await analytics.track(rt, company, events.about(
+            f"{kind}_timeline_chatroom_clicked", kind, record_id,
+            room_id=room_id, agent_id=session["agent_id"], timestamp=rfc3339(rt.now())))
         return JSONResponse({"url": url, "status": status})
     analytics.warn("chat_room_check_failed", company_id=company, kind=kind, record_id=record_id,
                    room_id=room_id, agent_id=session["agent_id"], outcome=status, reason=reason)

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from widget import analytics, embed_tokens, records, rooms
+from widget import analytics, embed_tokens, events, records, rooms
 from widget.bodies import read_json
 from widget.http_errors import ApiError
 from widget.models import OpenIn, TelemetryIn, parse, rfc3339
@@ -60,10 +60,9 @@ async def open_record(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     record = await rooms.shown(rt, claims["company"], claims["room_id"], body.kind, body.id)
     url = record["external_url"] or embed_tokens.crm_link(rt, claims, body.kind, body.id, body.tz)
-    name = f"{body.kind}_preview_clicked"
-    props = {"room_id": claims["room_id"], f"{body.kind}_id": body.id, "agent_id": claims["agent_id"],
-             "timestamp": rfc3339(rt.now())}
-    await analytics.track(rt, claims["company"], name, props)
+    await analytics.track(rt, claims["company"], events.about(
+        f"{body.kind}_preview_clicked", body.kind, body.id,
+        room_id=claims["room_id"], agent_id=claims["agent_id"], timestamp=rfc3339(rt.now())))
     return JSONResponse({"url": url})
 
 
@@ -74,12 +73,11 @@ async def telemetry(request: Request) -> Response:
     assert isinstance(body, TelemetryIn)
     rt: Runtime = request.app.state.runtime
     record = await records.from_actor_in_room(rt, body.kind, claims["company"], claims["room_id"], body.id)
-    name = f"{body.kind}_preview_displayed"
-    props = {"room_id": claims["room_id"], f"{body.kind}_id": body.id,
-             "creator_source": record["creator_flag"], "agent_id": claims["agent_id"],
-             "timestamp": rfc3339(rt.now())}
+    event = events.about(
+        f"{body.kind}_preview_displayed", body.kind, body.id, room_id=claims["room_id"],
+        creator_source=record["creator_flag"], agent_id=claims["agent_id"], timestamp=rfc3339(rt.now()))
     dedupe = f"displayed:{body.kind}:{body.id}:{claims['agent_id']}"
-    await analytics.track(rt, claims["company"], name, props, dedupe)
+    await analytics.track(rt, claims["company"], event, dedupe)
     return Response(status_code=204)
 
 

@@ -3,6 +3,9 @@
 Secrets never reach a log line: uvicorn's access log (which prints query strings,
 hence ``?token=``) is replaced by our own request line without the query, and every
 line passes through a filter that masks anything shaped like a token or API key.
+
+A burst of identical warnings or errors (the process out of file descriptors fails
+every ``accept`` the same way) is thinned by ``_Bursts``; product events never are.
 """
 
 from __future__ import annotations
@@ -11,10 +14,15 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 from typing import Any
 
+from widget.events import EVENTS
+
 log = logging.getLogger("widget")
+# uvicorn logs its server's life (start, stop, errors) as "uvicorn.error".
+_LOGGER_NAMES = {"uvicorn.error": "uvicorn.server"}
 # API keys (wk_…), bearer values and query tokens; itsdangerous tokens have two dots.
 _SECRET = re.compile(
     r"(wk_[A-Za-z0-9_-]{8,})|(token=[^&\s\"]+)|(Bearer\s+\S+)|"
@@ -32,7 +40,7 @@ class _JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
-            "logger": record.name,
+            "logger": _LOGGER_NAMES.get(record.name, record.name),
         }
         event = getattr(record, "event", None)
         if event:
@@ -42,6 +50,8 @@ class _JsonFormatter(logging.Formatter):
             line["message"] = record.getMessage()
         if record.exc_info:
             line["error"] = repr(record.exc_info[1])
+        if getattr(record, "suppressed", 0):
+            line["similar_lines_suppressed"] = record.suppressed
         return redact(json.dumps(line, default=str))
 
 
@@ -55,16 +65,54 @@ class _TextFormatter(logging.Formatter):
         )
         if record.exc_info:
             body += f" error={record.exc_info[1]!r}"
-        return redact(f"{record.levelname.lower():7} {record.name}: {body}")
+        if getattr(record, "suppressed", 0):
+            body += f" (similar_lines_suppressed={record.suppressed})"
+        return redact(f"{record.levelname.lower():7} {_LOGGER_NAMES.get(record.name, record.name)}: {body}")
+
+
+class _Bursts(logging.Filter):
+    """At most ``limit`` identical warnings/errors (same logger, level and message
+    template or event) per ``window`` seconds; the first one after a thinned window
+    carries how many were dropped. Product events are facts, never dropped."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
+        super().__init__()
+        self.limit, self.window = limit, window
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # key: [start, count, dropped]
+        self._lock = threading.Lock()  # uvicorn and the store's threads log too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        event = getattr(record, "event", None)
+        if record.levelno < logging.WARNING or event in EVENTS:
+            return True
+        key = (record.name, record.levelno, event or str(record.msg))
+        now = time.monotonic()
+        with self._lock:
+            state = self._seen.get(key)
+            if state is None or now - state[0] >= self.window:
+                if len(self._seen) > 1000:  # many distinct messages: not a burst
+                    self._seen.clear()
+                self._seen[key] = [now, 1, 0]
+                if state is not None and state[2]:
+                    record.suppressed = int(state[2])
+                return True
+            state[1] += 1
+            if state[1] <= self.limit:
+                return True
+            state[2] += 1
+            return False
 
 
 def configure(fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
-    for name in ("widget", "uvicorn", "uvicorn.error"):
+    handler.addFilter(_Bursts())
+    # asyncio: e.g. "socket.accept() out of system resource" under fd exhaustion.
+    for name, level in (("widget", logging.INFO), ("uvicorn", logging.INFO),
+                        ("uvicorn.error", logging.INFO), ("asyncio", logging.WARNING)):
         logger = logging.getLogger(name)
         logger.handlers = [handler]
-        logger.setLevel(logging.INFO)
+        logger.setLevel(level)
         logger.propagate = False
     logging.getLogger("uvicorn.access").disabled = True
 

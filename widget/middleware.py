@@ -1,26 +1,43 @@
 """Pure ASGI middleware (``BaseHTTPMiddleware`` would buffer the SSE stream).
 
 Adds the headers every response carries (with ``Server-Timing: app;dur=<ms>``, the time
-to the first byte of the response) and logs one request line without the query string
-(tokens travel in ``?token=``; uvicorn's access log is off).
+to the first byte of the response), and per request one log line at INFO and one
+``/metrics`` sample, both by route template (``/api/v1/deals/{id}``) and without the
+query string (tokens travel in ``?token=``; uvicorn's access log is off).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
 from starlette.datastructures import MutableHeaders
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from widget import logs
+from widget import metrics
+
+access_log = logging.getLogger("widget.access")
 
 # Pages that set nothing else may not be framed at all.
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
+def _route_templates(routes: list[BaseRoute]) -> dict[Any, str]:
+    """Routing leaves the matched endpoint in the scope; this maps it to its template."""
+    return {getattr(route, "endpoint", None) or getattr(route, "app"): getattr(route, "path") for route in routes}
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._templates: dict[Any, str] | None = None
+
+    def _route(self, scope: Scope) -> str:
+        if self._templates is None:
+            self._templates = _route_templates(scope["app"].routes)
+        return self._templates.get(scope.get("endpoint"), "unmatched")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,10 +61,16 @@ class SecurityHeaders:
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception:
+            status = status or 500  # the server error handler outside answers it
+            raise
         finally:
-            logs.log.debug(
-                "request", extra={"event": "http_request", "props": {
-                    "method": scope["method"], "path": scope["path"], "status": status,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
-                }},
-            )
+            seconds = time.perf_counter() - started
+            route = self._route(scope)
+            # 499: the client went away before a response started (nginx's convention).
+            status_text = str(status or 499)
+            metrics.REQUEST_SECONDS.labels(scope["method"], route, status_text).observe(seconds)
+            access_log.info("request", extra={"event": "http_request", "props": {
+                "method": scope["method"], "route": route, "status": status or 499,
+                "ms": round(seconds * 1000, 2),
+            }})

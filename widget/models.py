@@ -355,18 +355,32 @@ class EmbedToken(Out):
     expires_at: Timestamp
 
 
+class CreatedRecords(Out):
+    """Bot/AI records created in the window (deleted ones too)."""
+
+    created: Count
+    with_timeline_log: Count = Field(description="Their creation entry settled ok or empty.")
+    with_full_context: Count = Field(description="A contact, a room and a timeline log.")
+
+
 class Stats(Out):
     """PRD success metrics over [since, until]: event counts and rates (null when the
-    rate's denominator is 0)."""
+    rate's denominator is 0). Events count when they happened in the window; ``records``
+    are those created in it."""
 
     since: Timestamp
     until: Timestamp
     counts: dict[str, Count]
-    preview_display_rate: Rate
+    records: CreatedRecords
+    preview_display_rate: Rate = Field(description="Previews displayed / bot+AI creations.")
     deal_preview_display_rate: Rate
     ticket_preview_display_rate: Rate
-    room_to_record_navigation_rate: Rate
-    timeline_log_creation_failure_rate: Rate
+    room_to_record_navigation_rate: Rate = Field(description="Preview clicks / previews displayed.")
+    record_to_room_navigation_rate: Rate = Field(
+        description="Timeline chat room clicks / records.with_timeline_log.")
+    full_context_rate: Rate = Field(description="records.with_full_context / records.created.")
+    timeline_log_creation_failure_rate: Rate = Field(
+        description="timeline_log_creation_failed / bot+AI creations.")
 
 
 class ErrorDetail(Out):

@@ -6,20 +6,16 @@ timeline entry, outbox rows); the room's new snapshot is published after it comm
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
-from widget import analytics, contacts, logs, rooms, timeline, worker
+from widget import analytics, contacts, events, rooms, timeline, worker
 from widget.errors import not_found
+from widget.events import Event
 from widget.ids import new_id
 from widget.models import CREATORS, RecordIn, record_out, rfc3339
 from widget.runtime import Runtime
 from widget.store import Change, Row
-
-
-def _created_event(kind: str, flag: str) -> str:
-    return f"{'ai' if flag == 'agentic_ai' else 'bot'}_{kind}_created"
 
 
 async def create(
@@ -40,6 +36,24 @@ async def create(
         topics.append("chat_history")
         if company["omnichannel_url"]:
             topics.append("notify.created")
+    happened: list[Event] = []
+
+    def creation_events(record: Row) -> list[tuple[str, Row]]:
+        """Built from the stored record (its ``created_at``) inside the transaction."""
+        timestamp = rfc3339(record["created_at"])
+        if failure:
+            happened.append(events.about(
+                "contact_association_failed", kind, record_id,
+                contact_id=str(body.contact_id), reason=failure, timestamp=timestamp))
+        if flag in CREATORS:
+            happened.append(events.about(
+                events.created_name(kind, flag), kind, record_id, room_id=body.room_id,
+                contact_id_present=body.contact_id is not None, source=body.source, timestamp=timestamp))
+        else:
+            happened.append(events.ActorFiltered(
+                kind=kind, record_id=record_id, action="create", creator_flag=flag, timestamp=timestamp))
+        return [analytics.stored(event) for event in happened]
+
     change = await rt.store.create_record(
         kind,
         {"id": record_id, "company_id": company_id, **fields, "contact_id": contact_id},
@@ -48,23 +62,12 @@ async def create(
         link_room=in_room,
         timeline=entry,
         outbox_topics=topics,
+        events=creation_events,
     )
     record = change.record
     assert record is not None
-    if failure:
-        logs.event(
-            "contact_association_failed", logging.WARNING, company_id=company_id,
-            **{f"{kind}_id": record_id}, contact_id=str(body.contact_id), reason=failure,
-        )
-    if flag in CREATORS:
-        props = {
-            "room_id": body.room_id, "creator_flag": flag, f"{kind}_id": record_id,
-            "contact_id_present": body.contact_id is not None, "source": body.source,
-            "timestamp": rfc3339(record["created_at"]),
-        }
-        await analytics.track(rt, company_id, _created_event(kind, flag), props)
-    else:
-        analytics.actor_filtered(company_id, kind, record_id, "create", flag)
+    for event in happened:
+        analytics.emitted(company_id, event)
     await rooms.publish(rt, company_id, body.room_id, change.room)
     if topics:  # once this request's own writes are done, so it doesn't wait for the worker
         worker.nudge()
@@ -97,7 +100,7 @@ async def detail(rt: Runtime, kind: str, company_id: str, record_id: str) -> tup
 
 
 async def _change(
-    rt: Runtime, kind: str, company: Row, record_id: str, action: str,
+    rt: Runtime, kind: str, company: Row, record_id: str, action: Literal["update", "delete"],
     write: Callable[[bool], Awaitable[Change]],
 ) -> Row:
     """The shared path of an update and a delete: 404 for a missing record, the
@@ -111,7 +114,9 @@ async def _change(
     if change.record is None:  # deleted meanwhile
         raise not_found(kind)
     if not from_actor:
-        analytics.actor_filtered(company["id"], kind, record_id, action, current["creator_flag"])
+        await analytics.track(rt, company["id"], events.ActorFiltered(
+            kind=kind, record_id=record_id, action=action, creator_flag=current["creator_flag"],
+            timestamp=rfc3339(rt.now())))
     await rooms.publish(rt, company["id"], current["room_id"], change.room)
     return change.record
 

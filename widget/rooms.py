@@ -5,14 +5,17 @@ Every change of what a room shows is published after its transaction commits."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from widget import logs
+from widget import logs, metrics
 from widget.broker import room_channel
 from widget.errors import not_found
 from widget.models import preview_out
 from widget.runtime import Runtime
 from widget.store import RoomState, Row
+
+PUBLISHED_AT = "published_at"  # in a published message only, never sent to clients
 
 
 def snapshot(rt: Runtime, room_id: str, state: RoomState) -> dict[str, Any]:
@@ -43,9 +46,11 @@ async def publish(rt: Runtime, company_id: str, room_id: str | None, state: Room
     """Send the room's new snapshot to its streams, if a write changed it."""
     if room_id is None or state is None:
         return
-    message = snapshot(rt, room_id, state)
+    # published_at (wall clock, comparable across processes) times the delivery lag.
+    message = {**snapshot(rt, room_id, state), PUBLISHED_AT: time.time()}
     try:
         await rt.broker.publish(room_channel(company_id, room_id), message)
+        metrics.PUBLISHED.inc()
     except Exception as exc:  # committed already: streams catch up on reconnect
         logs.event("room_publish_failed", logging.ERROR, company_id=company_id,
                    room_id=room_id, version=state.version, error=type(exc).__name__)

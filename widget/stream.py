@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from widget import rooms
+from widget import metrics, rooms
 from widget.broker import room_channel
 from widget.embed import authorize
 from widget.runtime import Runtime
@@ -27,8 +27,9 @@ RETRY_MS = 2000
 
 def _room_event(snapshot: dict, *, retry: int | None = None) -> ServerSentEvent:
     # json.dumps escapes newlines, so data is always one line.
+    shown = {key: value for key, value in snapshot.items() if key != rooms.PUBLISHED_AT}
     return ServerSentEvent(
-        data=json.dumps(snapshot, ensure_ascii=False, separators=(",", ":")),
+        data=json.dumps(shown, ensure_ascii=False, separators=(",", ":")),
         event="room", id=str(snapshot["version"]), retry=retry,
     )
 
@@ -36,27 +37,30 @@ def _room_event(snapshot: dict, *, retry: int | None = None) -> ServerSentEvent:
 async def room_events(
     rt: Runtime, company_id: str, room_id: str, expires_at: int, last_event_id: str | None
 ) -> AsyncIterator[ServerSentEvent]:
-    async with rt.broker.subscribe(room_channel(company_id, room_id)) as subscription:
-        snapshot = await rooms.current(rt, company_id, room_id)
-        shown = snapshot["version"]
-        if last_event_id == str(shown):
-            yield ServerSentEvent(comment="up to date", retry=RETRY_MS)
-        else:
-            yield _room_event(snapshot, retry=RETRY_MS)
-        while True:
-            remaining = (expires_at - rt.now()) / 1_000_000
-            if remaining <= 0:
-                yield ServerSentEvent(data="{}", event="token-expired")
-                return
-            try:
-                message = await asyncio.wait_for(subscription.get(), timeout=remaining)
-            except TimeoutError:
-                continue
-            if message is None:  # broker closed: the app is shutting down
-                return
-            if message["version"] > shown:
-                shown = message["version"]
-                yield _room_event(message)
+    # The gauge also goes down when the client goes away (the generator is closed).
+    with metrics.OPEN_STREAMS.track_inprogress():
+        async with rt.broker.subscribe(room_channel(company_id, room_id)) as subscription:
+            snapshot = await rooms.current(rt, company_id, room_id)
+            shown = snapshot["version"]
+            if last_event_id == str(shown):
+                yield ServerSentEvent(comment="up to date", retry=RETRY_MS)
+            else:
+                yield _room_event(snapshot, retry=RETRY_MS)
+            while True:
+                remaining = (expires_at - rt.now()) / 1_000_000
+                if remaining <= 0:
+                    yield ServerSentEvent(data="{}", event="token-expired")
+                    return
+                try:
+                    message = await asyncio.wait_for(subscription.get(), timeout=remaining)
+                except TimeoutError:
+                    continue
+                if message is None:  # broker closed: the app is shutting down
+                    return
+                if message["version"] > shown:
+                    shown = message["version"]
+                    metrics.stream_delivered(message.get(rooms.PUBLISHED_AT))
+                    yield _room_event(message)
 
 
 async def events(request: Request) -> Response:

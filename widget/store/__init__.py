@@ -8,12 +8,14 @@ row), see ``engine.py``. Rows come back as plain dicts; times are integer µs.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, not_, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, insert, not_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -22,6 +24,7 @@ from widget.store.engine import create_engine, is_sqlite, migrate, write_connect
 from widget.store.writers import WriterQueue
 
 Row = dict[str, Any]
+Event = tuple[str, Row]  # an analytics event as stored: name, properties
 TABLES = {"deal": schema.deals, "ticket": schema.tickets}
 # Fields of a record that the room snapshot shows: a change to one bumps the version.
 SHOWN_FIELDS = {"deal": ("name", "stage", "pipeline"), "ticket": ("name", "status")}
@@ -51,6 +54,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine: AsyncEngine = create_engine(url)
         self._sqlite = is_sqlite(self.engine)
+        self._insert = sqlite_insert if self._sqlite else postgresql_insert  # for ON CONFLICT
         self._writers = WriterQueue() if self._sqlite else None
 
     async def migrate(self) -> None:
@@ -169,9 +173,11 @@ class Store:
         link_room: bool,
         timeline: Row | None,
         outbox_topics: Iterable[str],
+        events: Callable[[Row], list[Event]] = lambda record: [],
     ) -> Change:
         """Insert a record, assigning ``created_at`` (and a ticket's ``unique_id``) inside
-        the transaction, then link it to its room if it is the newest there.
+        the transaction, then link it to its room if it is the newest there. ``events``:
+        the analytics events of the stored record, written in the same transaction.
 
         ``created_at`` is max(now, last + 1 µs) per company so it is strictly increasing;
         with ``exact_time`` (test clock) ``now`` is used as given.
@@ -197,6 +203,7 @@ class Store:
                     )
                 )
             await self._enqueue(conn, company_id, outbox_topics, kind, record, created)
+            await self._insert_events(conn, company_id, events(record), created)
             room = None
             if link_room:
                 room = await self._link(conn, kind, record)
@@ -340,6 +347,13 @@ class Store:
         ]
         if rows:
             await conn.execute(insert(schema.outbox), rows)
+
+    async def outbox_backlog(self) -> dict[str, tuple[int, int]]:
+        """Unfinished rows per topic: (count, oldest ``created_at``)."""
+        o = schema.outbox.c
+        query = select(o.topic, func.count(), func.min(o.created_at)).where(o.done_at.is_(None)).group_by(o.topic)
+        async with self._read() as conn:
+            return {topic: (count, oldest) for topic, count, oldest in await conn.execute(query)}
 
     async def outbox_rows(self, company_id: str) -> list[Row]:
         o = schema.outbox.c
@@ -501,21 +515,31 @@ class Store:
 
     # -- analytics ----------------------------------------------------------
 
-    async def record_event(
-        self, company_id: str, name: str, props: Row, now: int, dedupe: str | None = None
-    ) -> bool:
-        """Store an analytics event; False if ``dedupe`` was already recorded."""
-        try:
-            async with self._write(company_id) as conn:
-                await conn.execute(
-                    insert(schema.analytics_events).values(
-                        company_id=company_id, name=name, dedupe=dedupe,
-                        props=json.dumps(props), created_at=now,
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+    async def record_event(self, company_id: str, event: Event, now: int, dedupe: str | None = None) -> bool:
+        """Store an analytics event; False if ``dedupe`` was already recorded. Not under
+        the company's lock (nothing else is read or written with it), and a repeat is
+        found by a read, so duplicate beacons cost no write."""
+        if dedupe is not None:
+            a = schema.analytics_events.c
+            seen = select(a.id).where(a.company_id == company_id, a.dedupe == dedupe)
+            if await self._one(seen) is not None:
+                return False
+        async with self._write() as conn:
+            return await self._insert_events(conn, company_id, [event], now, dedupe) == 1
+
+    async def _insert_events(
+        self, conn: AsyncConnection, company_id: str, events: list[Event], now: int, dedupe: str | None = None
+    ) -> int:
+        """Insert, skipping a ``dedupe`` key already taken (two racing beacons); the
+        number of rows written."""
+        if not events:
+            return 0
+        rows = [
+            {"company_id": company_id, "name": name, "dedupe": dedupe, "props": json.dumps(props), "created_at": now}
+            for name, props in events
+        ]
+        statement = self._insert(schema.analytics_events).values(rows).on_conflict_do_nothing()
+        return (await conn.execute(statement)).rowcount
 
     async def event_counts(self, company_id: str, since: int, until: int) -> dict[str, int]:
         a = schema.analytics_events.c
@@ -526,6 +550,35 @@ class Store:
         )
         async with self._read() as conn:
             return {name: count for name, count in await conn.execute(query)}
+
+    async def creation_context(
+        self, company_id: str, since: int, until: int, creators: Iterable[str]
+    ) -> dict[str, int]:
+        """Records created in [since, until] by the given creators (deleted ones too):
+        how many, how many have a timeline log (their creation entry settled ``ok`` or
+        ``empty``; ``failed`` and still ``pending`` ones do not), and how many have the
+        full context: a contact, a room and a timeline log (the creator label is given
+        by ``creators``)."""
+        e = schema.timeline_entries.c
+        totals = {"created": 0, "with_timeline_log": 0, "with_full_context": 0}
+        async with self._read() as conn:
+            for kind, table in TABLES.items():
+                t = table.c
+                logged = exists().where(
+                    e.record_kind == kind, e.record_id == t.id, e.chat_preview_status.in_(("ok", "empty"))
+                )
+                full = and_(logged, t.contact_id.is_not(None), t.room_id.is_not(None))
+                query = select(
+                    func.count(), func.count(case((logged, 1))), func.count(case((full, 1)))
+                ).where(
+                    t.company_id == company_id, t.creator_flag.in_(list(creators)),
+                    t.created_at >= since, t.created_at <= until,
+                )
+                created, logged_count, full_count = (await conn.execute(query)).one()
+                totals["created"] += created
+                totals["with_timeline_log"] += logged_count
+                totals["with_full_context"] += full_count
+        return totals
 
     # -- retention ----------------------------------------------------------
 

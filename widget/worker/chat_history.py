@@ -17,7 +17,7 @@ import json
 import logging
 from typing import Any
 
-from widget import analytics, chat_panel, logs
+from widget import analytics, chat_panel, events, logs
 from widget.models import rfc3339
 from widget.runtime import Runtime
 from widget.upstream import UpstreamError
@@ -57,11 +57,9 @@ async def record_failure(rt: Runtime, job: Job, reason: str) -> None:
     kind, record_id = job.payload["kind"], job.payload["record_id"]
     if not await rt.store.chat_preview_pending(job.company_id, kind, record_id):
         return
-    props = {
-        f"{kind}_id": record_id, "room_id": job.payload["room_id"],
-        "error_reason": reason, "timestamp": rfc3339(rt.now()),
-    }
-    await analytics.track(rt, job.company_id, FAILED_EVENT, props, dedupe=f"{FAILED_EVENT}:{kind}:{record_id}")
+    event = events.about(FAILED_EVENT, kind, record_id, room_id=job.payload["room_id"],
+                         error_reason=reason, timestamp=rfc3339(rt.now()))
+    await analytics.track(rt, job.company_id, event, dedupe=f"{FAILED_EVENT}:{kind}:{record_id}")
     await rt.store.set_chat_preview(job.company_id, kind, record_id, "failed", None)
 
 

@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 
-from widget import logs
+from widget import logs, metrics
 from widget.runtime import Runtime
 from widget.worker import chat_history, notify
 from widget.worker.jobs import Fail, Handler, Job, Retry
@@ -169,6 +169,7 @@ async def _record(rt: Runtime, handler: Handler, job: Job, error: BaseException 
     if error is None:
         await _settle(rt.store.outbox_done(job.id, job.attempts, now=rt.now()), job)
         return
+    metrics.ATTEMPT_FAILURES.labels(job.topic).inc()
     if isinstance(error, Fail):
         await _give_up(rt, handler, job, error.reason, f"failed: {error.reason}")
         return
@@ -195,6 +196,7 @@ async def _give_up(rt: Runtime, handler: Handler, job: Job, reason: str, error: 
         return
     logs.event("outbox_gave_up", logging.WARNING, topic=job.topic, outbox_id=job.id,
                attempts=job.attempts, reason=reason)
+    metrics.GAVE_UP.labels(job.topic).inc()
     await _settle(rt.store.outbox_done(job.id, job.attempts, now=rt.now(), error=error), job)
 
 

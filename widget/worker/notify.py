@@ -28,7 +28,7 @@ import hmac
 import json
 from typing import Any
 
-from widget import analytics, upstream
+from widget import analytics, events, upstream
 from widget.chat_panel import room_segment
 from widget.models import record_url, rfc3339
 from widget.runtime import Runtime
@@ -105,12 +105,10 @@ async def record_failure(rt: Runtime, job: Job, reason: str) -> None:
     """The give-up hook: one event per row (deduplicated, so a row given up again after
     a crash logs it once)."""
     kind, record_id = job.payload["kind"], job.payload["record_id"]
-    props = {
-        "kind": kind, f"{kind}_id": record_id, "room_id": job.payload["room_id"],
-        "event": f"{kind}_{action_of(job)}", "event_id": event_id(job), "error_reason": reason,
-        "attempts": job.attempts, "timestamp": rfc3339(rt.now()),
-    }
-    await analytics.track(rt, job.company_id, FAILED_EVENT, props, dedupe=f"{FAILED_EVENT}:{job.id}")
+    event = events.about(
+        FAILED_EVENT, kind, record_id, room_id=job.payload["room_id"], event=f"{kind}_{action_of(job)}",
+        event_id=event_id(job), error_reason=reason, attempts=job.attempts, timestamp=rfc3339(rt.now()))
+    await analytics.track(rt, job.company_id, event, dedupe=f"{FAILED_EVENT}:{job.id}")
 
 
 # Eight attempts: the first now, then after ~1, 2, 4, 8, 16, 32, 64 s (each with

@@ -1,0 +1,93 @@
+"""Prometheus metrics (RFC section 10), served at ``GET /metrics``.
+
+One process: the default registry. Several (``widget serve --workers N``): each
+process writes its samples to files under ``PROMETHEUS_MULTIPROC_DIR`` (``cli`` sets it
+up before the workers start) and whichever process answers the scrape sums them. A
+``widget worker`` on the same host that shares the directory is summed in as well.
+
+The outbox gauges are read from the store at scrape time, so every process reports
+the whole backlog, whoever writes or works it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from widget.events import EVENTS
+from widget.runtime import Runtime
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+TOPICS = ("chat_history", "notify.created", "notify.updated", "notify.deleted")
+_FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+REQUEST_SECONDS = Histogram(
+    "widget_http_request_duration_seconds",
+    "HTTP requests by route template and status (time to the end of the response; "
+    "a stream's is its lifetime). _count is the request count.",
+    ["method", "route", "status"], buckets=_FAST,
+)
+OPEN_STREAMS = Gauge("widget_open_streams", "Open room event streams.", multiprocess_mode="livesum")
+PUBLISHED = Counter("widget_room_events_published", "Room snapshots published to the broker.")
+DELIVERED = Counter("widget_room_events_delivered", "Room snapshots sent to a stream.")
+DELIVERY_LAG = Histogram(
+    "widget_room_event_delivery_lag_seconds", "From publishing a room snapshot to sending it on a stream.",
+    buckets=_FAST,
+)
+OUTBOX_DEPTH = Gauge(
+    "widget_outbox_depth", "Unfinished outbox rows by topic.", ["topic"], multiprocess_mode="mostrecent",
+)
+OUTBOX_OLDEST = Gauge(
+    "widget_outbox_oldest_age_seconds", "Age of the oldest unfinished outbox row by topic (0: none).",
+    ["topic"], multiprocess_mode="mostrecent",
+)
+ATTEMPT_FAILURES = Counter(
+    "widget_outbox_attempt_failures", "Failed outbox attempts by topic (each retry counts).", ["topic"],
+)
+GAVE_UP = Counter(
+    "widget_outbox_gave_up", "Outbox rows given up after their last attempt, by topic.", ["topic"],
+)
+PRODUCT_EVENTS = Counter("widget_product_events", "PRD events recorded, by name.", ["event"])
+
+# Every series exists from the start at 0, so increase() sees the first event too.
+for _topic in TOPICS:
+    ATTEMPT_FAILURES.labels(_topic)
+    GAVE_UP.labels(_topic)
+for _name in EVENTS:
+    PRODUCT_EVENTS.labels(_name)
+
+
+def stream_delivered(published_at: float | None) -> None:
+    DELIVERED.inc()
+    if published_at is not None:
+        DELIVERY_LAG.observe(max(0.0, time.time() - published_at))
+
+
+async def _read_outbox(rt: Runtime) -> None:
+    backlog = await rt.store.outbox_backlog()
+    now = rt.now()
+    for topic in sorted({*TOPICS, *backlog}):
+        depth, oldest = backlog.get(topic, (0, None))
+        OUTBOX_DEPTH.labels(topic).set(depth)
+        OUTBOX_OLDEST.labels(topic).set(0 if oldest is None else max(0, now - oldest) / 1_000_000)
+
+
+async def metrics(request: Request) -> Response:
+    await _read_outbox(request.app.state.runtime)
+    if os.environ.get(MULTIPROC_DIR):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [Route("/metrics", metrics, methods=["GET"])]
