@@ -762,6 +762,7 @@
     if (!refreshed) detail += m ? "  (the component is still loading: it reads the current state anyway)"
       : "  (no Deal & Ticket component on this page)";
     var item = logInfo(title, detail, false, "omnichannel");
+    item.classList.add("is-wrapping");
     item.dataset.refreshed = refreshed ? "true" : "false";
     item.dataset.recordIds = events.map(function (e) { return e.record_id || ""; }).join(",");
     item.dataset.eventIds = events.map(function (e) { return e.event_id || ""; }).join(",");
