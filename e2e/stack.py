@@ -3,6 +3,8 @@ runtime on 127.0.0.1 and the example host (playing Omnichannel) on localhost."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,10 @@ from typing import Any
 import httpx
 
 from examples.host_page.app import create_host_app
-from tests.support import LiveServer, Tenant, free_port, make_settings, seed_company
+from tests.support import LiveServer, Tenant, free_port, make_settings, running_app, seed_company
+from widget import companies
 from widget.app import create_app
+from widget.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -25,6 +29,7 @@ class Stack:
     widget: LiveServer
     host: LiveServer
     tenant: Tenant
+    omnichannel_secret: str | None = None  # set when the company notifies the host (RFC section 9)
     api: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -68,10 +73,14 @@ class Stack:
         self.widget.__exit__()
 
 
-def start_stack(tmp: Path, **settings: Any) -> Stack:
+def start_stack(tmp: Path, *, omnichannel_secret: str | None = None, **settings: Any) -> Stack:
     """Start both servers on free ports; the demo company may be framed by the host,
     and the widget's worker fetches chat history from the host's fake Chat Panel, with
-    the host's inbox as the chat-room deeplink, as `make run` does."""
+    the host's inbox as the chat-room deeplink, as `make run` does. With
+    ``omnichannel_secret`` the company also sends its Omnichannel notifications to the
+    host's receivers (``{host}/omnichannel``, signed with that secret, as `make run`
+    seeds it); without, it sends none (the session stack: nothing refreshes its
+    components behind the other scenarios' backs)."""
     widget_port, host_port = free_port(), free_port()
     host_url = f"http://localhost:{host_port}"
     widget_settings = make_settings(tmp, **{
@@ -79,7 +88,26 @@ def start_stack(tmp: Path, **settings: Any) -> Stack:
         "chat_panel_url": f"{host_url}/chat-panel", "omnichannel_room_url": f"{host_url}/inbox?room={{room_id}}",
         **settings,
     })
-    tenant = seed_company(widget_settings, frame_origins=[f"http://localhost:{host_port}"])
+    if omnichannel_secret:
+        tenant = seed_notified_company(widget_settings, host_url, omnichannel_secret)
+    else:
+        tenant = seed_company(widget_settings, frame_origins=[host_url])
     widget = LiveServer(create_app(widget_settings), port=widget_port).__enter__()
-    host = LiveServer(create_host_app(widget.url, tenant.api_key, tenant.id), port=host_port).__enter__()
-    return Stack(widget, host, tenant)
+    host_app = create_host_app(widget.url, tenant.api_key, tenant.id, omnichannel_secret=omnichannel_secret)
+    host = LiveServer(host_app, port=host_port).__enter__()
+    return Stack(widget, host, tenant, omnichannel_secret)
+
+
+def seed_notified_company(settings: Settings, host_url: str, secret: str, company_id: str = "acme") -> Tenant:
+    """``seed_company`` for a company whose notifications go to the host's receivers."""
+
+    async def work() -> Tenant:
+        async with running_app(settings) as application:
+            row, key = await companies.create_company(
+                application.state.runtime, company_id, company_id.title(), [host_url],
+                omnichannel_url=f"{host_url}/omnichannel", omnichannel_secret=secret,
+            )
+            return Tenant(row["id"], key)
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work()).result()
