@@ -69,6 +69,36 @@ async def next_message(subscription: Any, timeout: float = 2.0) -> dict[str, Any
     return message
 
 
+# PRD section 11's table (plus our three operational events): the properties each
+# event must carry. A record's id is deal_id or ticket_id, whichever it is.
+_CREATED = {"room_id", "creator_flag", "contact_id_present", "timestamp"}
+PRD_EVENT_PROPERTIES: dict[str, set[str]] = {
+    "bot_deal_created": _CREATED | {"source"},
+    "ai_deal_created": _CREATED,
+    "bot_ticket_created": _CREATED,
+    "ai_ticket_created": _CREATED,
+    "deal_preview_displayed": {"room_id", "deal_id", "creator_source", "timestamp"},
+    "ticket_preview_displayed": {"room_id", "ticket_id", "creator_source", "timestamp"},
+    "deal_preview_clicked": {"room_id", "deal_id", "agent_id", "timestamp"},
+    "ticket_preview_clicked": {"room_id", "ticket_id", "agent_id", "timestamp"},
+    "deal_timeline_chatroom_clicked": {"deal_id", "room_id", "agent_id", "timestamp"},
+    "ticket_timeline_chatroom_clicked": {"ticket_id", "room_id", "agent_id", "timestamp"},
+    "timeline_log_creation_failed": {"room_id", "error_reason", "timestamp"},
+    "contact_association_failed": {"contact_id", "reason", "timestamp"},
+    "actor_filtered": {"kind", "record_id", "action", "creator_flag", "timestamp"},
+    "omnichannel_notify_failed": {"room_id", "event", "event_id", "error_reason", "timestamp"},
+}
+RECORD_SCOPED = {"timeline_log_creation_failed", "contact_association_failed", "omnichannel_notify_failed"}
+
+
+def assert_prd_properties(name: str, props: dict[str, Any]) -> None:
+    missing = PRD_EVENT_PROPERTIES[name] - set(props)
+    assert not missing, (name, missing, props)
+    if name in RECORD_SCOPED:
+        assert ("deal_id" in props) != ("ticket_id" in props), (name, props)
+    assert RFC3339_US.fullmatch(str(props["timestamp"])), props
+
+
 def snapshot_of(message: dict[str, Any]) -> dict[str, Any]:
     """A published room message without its publishing time (which only the
     delivery-lag metric reads; streams never send it)."""

@@ -43,10 +43,13 @@ def warn(name: str, **props: Any) -> None:
 
 
 async def stats(rt: Runtime, company_id: str, since: int, until: int) -> dict[str, Any]:
-    """PRD section 12 over [since, until]: event counts in the window, and records
-    created in the window for the rates that need their state (timeline log, context)."""
+    """PRD section 12 over [since, until]. The shares of records (displayed, full
+    context, with a timeline log) are of the bot/AI records created in the window, so a
+    deal seen by three agents counts once; the navigation and failure rates compare
+    event counts in the window, as the PRD defines them."""
     counts = await rt.store.event_counts(company_id, since, until)
-    records = await rt.store.creation_context(company_id, since, until, CREATORS)
+    by_kind = await rt.store.creation_context(company_id, since, until, CREATORS)
+    records = {key: by_kind["deal"][key] + by_kind["ticket"][key] for key in by_kind["deal"]}
 
     def total(*names: str) -> int:
         return sum(counts.get(n, 0) for n in names)
@@ -54,20 +57,16 @@ async def stats(rt: Runtime, company_id: str, since: int, until: int) -> dict[st
     def ratio(num: int, den: int) -> float | None:
         return round(num / den, 4) if den else None
 
-    created = total(*CREATED)
-    displayed = total(*DISPLAYED)
     return stats_out({
         "since": rfc3339(since),
         "until": rfc3339(until),
         "counts": counts,
         "records": records,
-        "preview_display_rate": ratio(displayed, created),
-        "deal_preview_display_rate": ratio(
-            total("deal_preview_displayed"), total("bot_deal_created", "ai_deal_created")),
-        "ticket_preview_display_rate": ratio(
-            total("ticket_preview_displayed"), total("bot_ticket_created", "ai_ticket_created")),
-        "room_to_record_navigation_rate": ratio(total(*CLICKED), displayed),
+        "preview_display_rate": ratio(records["displayed"], records["created"]),
+        "deal_preview_display_rate": ratio(by_kind["deal"]["displayed"], by_kind["deal"]["created"]),
+        "ticket_preview_display_rate": ratio(by_kind["ticket"]["displayed"], by_kind["ticket"]["created"]),
+        "room_to_record_navigation_rate": ratio(total(*CLICKED), total(*DISPLAYED)),
         "record_to_room_navigation_rate": ratio(total(*CHATROOM_CLICKED), records["with_timeline_log"]),
         "full_context_rate": ratio(records["with_full_context"], records["created"]),
-        "timeline_log_creation_failure_rate": ratio(total("timeline_log_creation_failed"), created),
+        "timeline_log_creation_failure_rate": ratio(total("timeline_log_creation_failed"), total(*CREATED)),
     })

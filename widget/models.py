@@ -359,6 +359,7 @@ class CreatedRecords(Out):
     """Bot/AI records created in the window (deleted ones too)."""
 
     created: Count
+    displayed: Count = Field(description="Shown as a preview to at least one agent (by until).")
     with_timeline_log: Count = Field(description="Their creation entry settled ok or empty.")
     with_full_context: Count = Field(description="A contact, a room and a timeline log.")
 
@@ -372,7 +373,7 @@ class Stats(Out):
     until: Timestamp
     counts: dict[str, Count]
     records: CreatedRecords
-    preview_display_rate: Rate = Field(description="Previews displayed / bot+AI creations.")
+    preview_display_rate: Rate = Field(description="records.displayed / records.created.")
     deal_preview_display_rate: Rate
     ticket_preview_display_rate: Rate
     room_to_record_navigation_rate: Rate = Field(description="Preview clicks / previews displayed.")

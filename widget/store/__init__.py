@@ -535,7 +535,11 @@ class Store:
         if not events:
             return 0
         rows = [
-            {"company_id": company_id, "name": name, "dedupe": dedupe, "props": json.dumps(props), "created_at": now}
+            {
+                "company_id": company_id, "name": name, "dedupe": dedupe, "created_at": now,
+                "record_id": props.get("deal_id") or props.get("ticket_id") or props.get("record_id"),
+                "props": json.dumps(props),
+            }
             for name, props in events
         ]
         statement = self._insert(schema.analytics_events).values(rows).on_conflict_do_nothing()
@@ -553,32 +557,35 @@ class Store:
 
     async def creation_context(
         self, company_id: str, since: int, until: int, creators: Iterable[str]
-    ) -> dict[str, int]:
-        """Records created in [since, until] by the given creators (deleted ones too):
-        how many, how many have a timeline log (their creation entry settled ``ok`` or
-        ``empty``; ``failed`` and still ``pending`` ones do not), and how many have the
-        full context: a contact, a room and a timeline log (the creator label is given
-        by ``creators``)."""
-        e = schema.timeline_entries.c
-        totals = {"created": 0, "with_timeline_log": 0, "with_full_context": 0}
+    ) -> dict[str, dict[str, int]]:
+        """Per kind, records created in [since, until] by the given creators (deleted
+        ones too): how many; how many were displayed as a preview (by until); how many
+        have a timeline log (their creation entry settled ``ok`` or ``empty``; ``failed``
+        and still ``pending`` ones do not); how many have the full context: a contact, a
+        room and a timeline log (the creator label is given by ``creators``)."""
+        e, a = schema.timeline_entries.c, schema.analytics_events.c
+        found = {}
         async with self._read() as conn:
             for kind, table in TABLES.items():
                 t = table.c
+                displayed = exists().where(
+                    a.company_id == company_id, a.record_id == t.id,
+                    a.name == f"{kind}_preview_displayed", a.created_at <= until,
+                )
                 logged = exists().where(
                     e.record_kind == kind, e.record_id == t.id, e.chat_preview_status.in_(("ok", "empty"))
                 )
                 full = and_(logged, t.contact_id.is_not(None), t.room_id.is_not(None))
                 query = select(
-                    func.count(), func.count(case((logged, 1))), func.count(case((full, 1)))
+                    func.count(), func.count(case((displayed, 1))),
+                    func.count(case((logged, 1))), func.count(case((full, 1))),
                 ).where(
                     t.company_id == company_id, t.creator_flag.in_(list(creators)),
                     t.created_at >= since, t.created_at <= until,
                 )
-                created, logged_count, full_count = (await conn.execute(query)).one()
-                totals["created"] += created
-                totals["with_timeline_log"] += logged_count
-                totals["with_full_context"] += full_count
-        return totals
+                row = (await conn.execute(query)).one()
+                found[kind] = dict(zip(("created", "displayed", "with_timeline_log", "with_full_context"), row))
+        return found
 
     # -- retention ----------------------------------------------------------
 

@@ -151,10 +151,12 @@ analytics_events = Table(
     Column("company_id", String(64), nullable=False),
     Column("name", String(64), nullable=False),
     Column("dedupe", String(255)),
+    Column("record_id", String(40)),  # the deal or ticket it is about, if any
     Column("props", Text, nullable=False),  # JSON
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("company_id", "dedupe", name="uq_analytics_dedupe"),
     Index("ix_analytics_company_time", "company_id", "created_at"),
+    Index("ix_analytics_record", "company_id", "record_id", "name"),
 )
 
 # CRM record links already used (RFC section 8): a signed link opens its page once.
