@@ -51,8 +51,8 @@ async def test_every_prd_metric_matches_the_hand_computed_value(
     clock.now = T0 + 60 * 1_000_000
     d1 = await _create(api, "deal", room_id="r1", creator_flag="bot", contact_id=contact)
     d2 = await _create(api, "deal", room_id="r2", creator_flag="agentic_ai")
-    d3 = await _create(api, "deal", creator_flag="bot", contact_id=contact)  # no room
-    d5 = await _create(api, "deal", room_id="r4", creator_flag="bot", contact_id=contact)
+    await _create(api, "deal", creator_flag="bot", contact_id=contact)  # d3: no room
+    await _create(api, "deal", room_id="r4", creator_flag="bot", contact_id=contact)  # d5
     k1 = await _create(api, "ticket", room_id="r1", creator_flag="bot", contact_id=contact)
     k2 = await _create(api, "ticket", room_id="r3", creator_flag="agentic_ai", contact_id="0")  # invalid
     await _create(api, "deal", room_id="r1")  # manual: actor_filtered, in no rate
