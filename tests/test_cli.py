@@ -247,3 +247,16 @@ def test_worker_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         worker.kill()
     assert worker.returncode == 0, err  # handled: not killed by the signal (-15)
     assert "Traceback" not in err
+
+
+def test_several_workers_share_one_fresh_metrics_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from widget import metrics
+
+    monkeypatch.delenv(metrics.MULTIPROC_DIR, raising=False)
+    metrics.share_between_processes()
+    shared = Path(os.environ[metrics.MULTIPROC_DIR])
+    assert shared.is_dir() and not any(shared.iterdir())
+    shared.rmdir()
+    monkeypatch.setenv(metrics.MULTIPROC_DIR, str(tmp_path))  # the operator's choice stays
+    metrics.share_between_processes()
+    assert os.environ[metrics.MULTIPROC_DIR] == str(tmp_path)

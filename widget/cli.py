@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from widget import companies, embed_tokens, logs, worker
+from widget import companies, embed_tokens, logs, metrics, worker
 from widget.errors import DomainError, Invalid
 from widget.models import EmbedTokenIn, parse
 from widget.runtime import Runtime, open_runtime
@@ -37,6 +37,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
     if args.workers > 1 and settings.broker_url.startswith("memory://"):
         raise CliError("--workers > 1 needs a shared broker: set WIDGET_BROKER_URL=redis://… (memory:// is per process)")
+    if args.workers > 1:
+        metrics.share_between_processes()  # before the workers import prometheus_client
     # Migrate once before workers start, so they don't race on the schema.
     asyncio.run(_with_runtime(settings, lambda runtime: asyncio.sleep(0)))
     uvicorn.run(

@@ -12,6 +12,7 @@ the whole backlog, whoever writes or works it.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 
 from prometheus_client import (
@@ -63,6 +64,13 @@ for _topic in TOPICS:
     GAVE_UP.labels(_topic)
 for _name in EVENTS:
     PRODUCT_EVENTS.labels(_name)
+
+
+def share_between_processes() -> None:
+    """Before starting several worker processes: give them one fresh directory for
+    their samples unless the operator chose one (which they must empty on restart)."""
+    if not os.environ.get(MULTIPROC_DIR):
+        os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="widget-metrics-")
 
 
 def stream_delivered(published_at: float | None) -> None:
