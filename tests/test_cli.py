@@ -252,7 +252,7 @@ def test_worker_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 def test_several_workers_share_one_fresh_metrics_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from widget import metrics
 
-    monkeypatch.delenv(metrics.MULTIPROC_DIR, raising=False)
+    monkeypatch.setenv(metrics.MULTIPROC_DIR, "")  # unset, and restored after the test
     metrics.share_between_processes()
     shared = Path(os.environ[metrics.MULTIPROC_DIR])
     assert shared.is_dir() and not any(shared.iterdir())
