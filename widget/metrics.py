@@ -5,8 +5,9 @@ process writes its samples to files under ``PROMETHEUS_MULTIPROC_DIR`` (``cli`` 
 up before the workers start) and whichever process answers the scrape sums them. A
 ``widget worker`` on the same host that shares the directory is summed in as well.
 
-The outbox gauges are read from the store at scrape time, so every process reports
-the whole backlog, whoever writes or works it.
+The outbox gauges are read from the store at each scrape (a collector for that one
+scrape, not a stored gauge), so every process reports the whole backlog, whoever
+writes or works it, in either mode.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,13 +45,6 @@ DELIVERED = Counter("widget_room_events_delivered", "Room snapshots sent to a st
 DELIVERY_LAG = Histogram(
     "widget_room_event_delivery_lag_seconds", "From publishing a room snapshot to sending it on a stream.",
     buckets=_FAST,
-)
-OUTBOX_DEPTH = Gauge(
-    "widget_outbox_depth", "Unfinished outbox rows by topic.", ["topic"], multiprocess_mode="mostrecent",
-)
-OUTBOX_OLDEST = Gauge(
-    "widget_outbox_oldest_age_seconds", "Age of the oldest unfinished outbox row by topic (0: none).",
-    ["topic"], multiprocess_mode="mostrecent",
 )
 ATTEMPT_FAILURES = Counter(
     "widget_outbox_attempt_failures", "Failed outbox attempts by topic (each retry counts).", ["topic"],
@@ -79,22 +75,34 @@ def stream_delivered(published_at: float | None) -> None:
         DELIVERY_LAG.observe(max(0.0, time.time() - published_at))
 
 
-async def _read_outbox(rt: Runtime) -> None:
-    backlog = await rt.store.outbox_backlog()
-    now = rt.now()
-    for topic in sorted({*TOPICS, *backlog}):
-        depth, oldest = backlog.get(topic, (0, None))
-        OUTBOX_DEPTH.labels(topic).set(depth)
-        OUTBOX_OLDEST.labels(topic).set(0 if oldest is None else max(0, now - oldest) / 1_000_000)
+class _Backlog:
+    """The outbox as read for one scrape."""
+
+    def __init__(self, backlog: dict[str, tuple[int, int]], now: int) -> None:
+        self.backlog, self.now = backlog, now
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("widget_outbox_depth", "Unfinished outbox rows by topic.", labels=["topic"])
+        oldest = GaugeMetricFamily(
+            "widget_outbox_oldest_age_seconds", "Age of the oldest unfinished outbox row by topic (0: none).",
+            labels=["topic"],
+        )
+        for topic in sorted({*TOPICS, *self.backlog}):
+            count, first = self.backlog.get(topic, (0, self.now))
+            depth.add_metric([topic], count)
+            oldest.add_metric([topic], max(0, self.now - first) / 1_000_000)
+        yield depth
+        yield oldest
 
 
 async def metrics(request: Request) -> Response:
-    await _read_outbox(request.app.state.runtime)
+    rt: Runtime = request.app.state.runtime
+    registry = CollectorRegistry()
     if os.environ.get(MULTIPROC_DIR):
-        registry = CollectorRegistry()
         MultiProcessCollector(registry)
     else:
-        registry = REGISTRY
+        registry.register(REGISTRY)  # this process's metrics
+    registry.register(_Backlog(await rt.store.outbox_backlog(), rt.now()))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
