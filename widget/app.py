@@ -101,7 +101,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         logs.configure(settings.log_format)
-        async with open_runtime(settings, clock, upstream=upstream) as runtime:
+        async with open_runtime(settings, clock, migrate=settings.migrate_on_start, upstream=upstream) as runtime:
             app.state.runtime = runtime
             if settings.embedded_worker:
                 async with worker.in_background(runtime):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -39,8 +40,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         raise CliError("--workers > 1 needs a shared broker: set WIDGET_BROKER_URL=redis://… (memory:// is per process)")
     if args.workers > 1:
         metrics.share_between_processes()  # before the workers import prometheus_client
-    # Migrate once before workers start, so they don't race on the schema.
+    # Migrate once here, not in each of the processes uvicorn starts (they read the
+    # environment): they would race on the schema.
     asyncio.run(_with_runtime(settings, lambda runtime: asyncio.sleep(0)))
+    os.environ["WIDGET_MIGRATE_ON_START"] = "false"
     uvicorn.run(
         "widget.asgi:app", host=args.host, port=args.port, workers=args.workers,
         access_log=False, log_config=None, timeout_graceful_shutdown=5, proxy_headers=False,
@@ -59,7 +62,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)  # hand back unfinished rows, then exit
-        async with open_runtime(settings) as runtime:
+        async with open_runtime(settings, migrate=settings.migrate_on_start) as runtime:
             await worker.run_worker(runtime, stop)
 
     asyncio.run(work())

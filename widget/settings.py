@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # Addition: run the outbox worker inside `widget serve` (the embedded default);
     # false when it runs apart as `widget worker`.
     embedded_worker: bool = True
+    # Addition: migrate the schema when a process starts (the embedded default).
+    # `widget serve` migrates once, then turns it off for the processes it starts.
+    migrate_on_start: bool = True
 
     @field_validator("secret_keys", mode="before")
     @classmethod
