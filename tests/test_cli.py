@@ -260,3 +260,17 @@ def test_several_workers_share_one_fresh_metrics_directory(monkeypatch: pytest.M
     monkeypatch.setenv(metrics.MULTIPROC_DIR, str(tmp_path))  # the operator's choice stays
     metrics.share_between_processes()
     assert os.environ[metrics.MULTIPROC_DIR] == str(tmp_path)
+
+
+async def test_a_process_told_not_to_migrate_leaves_the_schema_alone(tmp_path: Path) -> None:
+    from sqlalchemy import inspect
+
+    from tests.support import make_settings
+
+    settings = make_settings(tmp_path, migrate_on_start=False)
+    async with running_app(settings) as application:
+        async with application.state.runtime.store.engine.connect() as conn:
+            assert await conn.run_sync(lambda sync: inspect(sync).get_table_names()) == []
+    async with running_app(make_settings(tmp_path)) as application:  # control: the default migrates
+        async with application.state.runtime.store.engine.connect() as conn:
+            assert "deals" in await conn.run_sync(lambda sync: inspect(sync).get_table_names())
