@@ -231,3 +231,37 @@ async def test_non_embed_responses_cannot_be_framed(api: httpx.AsyncClient, path
     assert frame_ancestors(response) == "'none'"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert re.fullmatch(r"app;dur=\d+\.\d\d", response.headers["server-timing"])
+
+
+async def test_a_repeated_beacon_costs_no_write(api: httpx.AsyncClient, runtime: Runtime) -> None:
+    """While another transaction holds the store's writer, a repeated ``displayed``
+    beacon still answers (it is found by a read); a first one waits for the writer."""
+    import asyncio
+
+    deal = (await api.post("/api/v1/deals", json=DEAL)).json()
+    token = await mint_token(api)
+    beacon = {"event": "displayed", "kind": "deal", "id": deal["id"]}
+    url = f"/embed/rooms/room-1/telemetry?token={token}"
+    assert (await api.post(url, json=beacon)).status_code == 204
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_writer() -> None:
+        async with runtime.store._write():
+            holding.set()
+            await release.wait()
+
+    holder = asyncio.create_task(hold_the_writer())
+    await holding.wait()
+    try:
+        repeat = await asyncio.wait_for(api.post(url, json=beacon), 2)
+        assert repeat.status_code == 204
+        first = asyncio.create_task(api.post(f"/embed/rooms/room-1/telemetry?token={await mint_token(api, agent_id='a-9')}",
+                                             json=beacon))
+        await asyncio.sleep(0.3)
+        assert not first.done()  # control: a beacon that must be stored waits for the writer
+    finally:
+        release.set()
+        await holder
+    assert (await first).status_code == 204
+    counts = await runtime.store.event_counts("acme", 0, runtime.now() + 1)
+    assert counts["deal_preview_displayed"] == 2
