@@ -111,7 +111,7 @@ async def clocked(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Clocked]:
 def _restore_logging() -> Iterator[None]:
     """``logs.configure`` (app start-up) rewires loggers globally, with a handler bound to
     the stream of the moment (possibly a capture that is closed later): put them back."""
-    names = ("widget", "uvicorn", "uvicorn.error", "uvicorn.access")
+    names = ("widget", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio")
     saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate,
                  logging.getLogger(n).level, logging.getLogger(n).disabled) for n in names}
     yield
