@@ -379,3 +379,18 @@ async def test_multiprocess_scrape_still_reports_the_outbox_backlog(
     assert {topic: sample(samples, "widget_outbox_depth", topic=topic) for topic in TOPICS} == {
         "chat_history": 1, "notify.created": 0, "notify.updated": 0, "notify.deleted": 0}
     assert sample(samples, "widget_outbox_oldest_age_seconds", topic="chat_history") == 7
+
+
+async def test_a_process_that_ends_cleanly_stops_counting_its_open_streams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: httpx.AsyncClient
+) -> None:
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    env = {**os.environ, MULTIPROC_DIR: str(directory)}
+    script = "import sys; from widget import metrics; metrics.OPEN_STREAMS.inc(); {}"
+    for ending in ("metrics.process_ended()", "pass"):  # a clean shutdown, then a killed process
+        subprocess.run([sys.executable, "-c", script.format(ending)], cwd=CHECKOUT, env=env,
+                       check=True, timeout=30, capture_output=True)
+    monkeypatch.setenv(MULTIPROC_DIR, str(directory))
+    _, samples, _ = await scrape(client)
+    assert sample(samples, "widget_open_streams") == 1  # only the one that did not end cleanly

@@ -103,11 +103,14 @@ def create_app(
         logs.configure(settings.log_format)
         async with open_runtime(settings, clock, migrate=settings.migrate_on_start, upstream=upstream) as runtime:
             app.state.runtime = runtime
-            if settings.embedded_worker:
-                async with worker.in_background(runtime):
+            try:
+                if settings.embedded_worker:
+                    async with worker.in_background(runtime):
+                        yield
+                else:
                     yield
-            else:
-                yield
+            finally:
+                metrics.process_ended()
 
     routes = [
         Route("/healthz", healthz),

@@ -21,7 +21,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -67,6 +67,13 @@ def share_between_processes() -> None:
     their samples unless the operator chose one (which they must empty on restart)."""
     if not os.environ.get(MULTIPROC_DIR):
         os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="widget-metrics-")
+
+
+def process_ended() -> None:
+    """At a clean shutdown: this process's open-streams gauge stops counting. (A worker
+    killed outright keeps its last value until the directory is emptied.)"""
+    if os.environ.get(MULTIPROC_DIR):
+        mark_process_dead(os.getpid())
 
 
 def stream_delivered(published_at: float | None) -> None:
