@@ -128,7 +128,12 @@ def test_subscription_is_released_when_the_client_goes_away(live: tuple[LiveServ
     broker = app.state.runtime.broker
     channel = room_channel(tenant.id, "room-1")
     with connect_sse(http, "GET", events_url(mint(http))) as source:
-        next(source.iter_sse())
+        # Keep the iterator: a discarded ``next(source.iter_sse())`` is finalized at once,
+        # and its GeneratorExit reaches httpcore's stream, which closes the connection
+        # (the client going away here, not at the end of the block: a race, not a test).
+        events = source.iter_sse()
+        next(events)
+        time.sleep(0.2)  # the server would have seen a hang-up by now
         assert broker.subscriber_count(channel) == 1
     deadline = time.monotonic() + 5
     while broker.subscriber_count(channel) and time.monotonic() < deadline:
