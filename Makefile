@@ -9,24 +9,32 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,scale]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 # From the OS packages when missing: Chromium for the e2e suite, promtool (Debian package
-# prometheus) for tests/test_monitoring.py. One apt-get update, only if something is missing.
+# prometheus) for tests/test_monitoring.py, the Redis and PostgreSQL 15 servers the scale
+# stack's test run starts (tests/redis_support.py, tests/postgres_support.py). One
+# apt-get update, only if something is missing.
+PG_BIN ?= /usr/lib/postgresql/15/bin
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	test -x $(PG_BIN)/initdb || missing="$$missing postgresql-15"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
 run: $(STAMP)
 	$(BIN)/python -m examples.host_page.run
 
+# The suite on both stacks: SQLite + memory broker, then PostgreSQL + Redis (servers
+# started and stopped by the run, on private ports in a temp dir), then the e2e.
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest tests
+	WIDGET_TEST_STACK=scale WIDGET_TEST_PG_BIN=$(PG_BIN) $(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest e2e -p no:asyncio -c e2e/pytest.ini
 
 bench: $(STAMP) system-deps

@@ -1,8 +1,14 @@
 """Fixtures built from ``tests/support.py``: a real app with its lifespan (SQLite file
-+ memory broker), a controllable clock, a company with its API key, uvicorn in a thread."""
++ memory broker, or with ``WIDGET_TEST_STACK=scale`` PostgreSQL + Redis), a controllable
+clock, a company with its API key, uvicorn in a thread.
+
+Stack selection: ``@pytest.mark.sqlite_only(reason)`` tests are about the embedded
+stack itself and are skipped on the scale stack; ``@pytest.mark.scale_only(reason)``
+the other way round."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +19,8 @@ import pytest
 from starlette.applications import Starlette
 
 from tests.support import (
+    SCALE,
+    STACK,
     Clocked,
     FakeClock,
     LiveServer,
@@ -23,6 +31,7 @@ from tests.support import (
     new_tenant,
     running_app,
     seed_company,
+    stack_env,
 )
 from widget.app import create_app
 from widget.runtime import Runtime
@@ -37,7 +46,45 @@ def widget_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         if name.startswith("WIDGET_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("WIDGET_DATA_DIR", str(tmp_path / "data"))
+    # Scale stack: a database of its own, empty as a new data dir's SQLite file would be.
+    for name, value in stack_env(tmp_path / "data", migrated=False).items():
+        monkeypatch.setenv(name, value)
     return tmp_path
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"widget stack: {STACK} ({'PostgreSQL + Redis' if SCALE else 'SQLite + memory broker'})"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    other = "sqlite_only" if SCALE else "scale_only"
+    for item in items:
+        marker = item.get_closest_marker(other)
+        if marker is not None:
+            reason = marker.args[0] if marker.args else marker.kwargs.get("reason", other)
+            item.add_marker(pytest.mark.skip(reason=f"{other.replace('_', ' ')}: {reason}"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if SCALE:
+        from tests import postgres_support
+
+        postgres_support.stop()
+        if importlib.util.find_spec("tests.redis_support") is not None:
+            from tests import redis_support
+
+            redis_support.stop()
+
+
+@pytest.fixture(autouse=True)
+def _stack_databases() -> Iterator[None]:
+    """Scale stack: the test's databases go back to the pool when it is over (after
+    every other fixture of the test has closed its engines)."""
+    yield
+    if SCALE:
+        from tests import postgres_support
+
+        postgres_support.forget_databases()
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ fixtures built from these)."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
+import os
 import socket
 import threading
 import time
@@ -57,7 +59,85 @@ class Tenant:
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
+# Which stack the suite runs on: "embedded" (SQLite file + memory broker, the default)
+# or "scale" (PostgreSQL + Redis servers the run starts: tests/postgres_support.py,
+# tests/redis_support.py). `make test` runs both.
+STACK = os.environ.get("WIDGET_TEST_STACK", "embedded")
+if STACK not in ("embedded", "scale"):
+    raise RuntimeError(f"WIDGET_TEST_STACK must be embedded or scale, not {STACK!r}")
+SCALE = STACK == "scale"
+
+
+def _redis_ready() -> bool:
+    """The Redis half of the scale stack is there (its test server and the broker)."""
+    return (importlib.util.find_spec("tests.redis_support") is not None
+            and importlib.util.find_spec("widget.broker.redis") is not None)
+
+
+def stack_urls(data_dir: Path, *, migrated: bool = True) -> dict[str, str]:
+    """The settings that put a data dir on the scale stack: its own PostgreSQL database
+    (the same one for every call with this data dir, as a SQLite file would be; made
+    from the migrated template unless ``migrated`` is False) and the session's Redis.
+    Empty on the embedded stack."""
+    if not SCALE:
+        return {}
+    from tests import postgres_support
+
+    urls = {"database_url": postgres_support.database_url(data_dir, empty=not migrated)}
+    if _redis_ready():
+        from tests import redis_support
+
+        urls["broker_url"] = redis_support.broker_url()
+    return urls
+
+
+def stack_env(data_dir: Path, *, migrated: bool = True) -> dict[str, str]:
+    """``stack_urls`` as environment variables, for ``widget`` subprocesses and the CLI."""
+    return {f"WIDGET_{name.upper()}": value for name, value in stack_urls(data_dir, migrated=migrated).items()}
+
+
+def schema_revision(data_dir: Path) -> str | None:
+    """The schema revision stored for this data dir (its SQLite file, or on the scale
+    stack its database); None when there is no database or no schema yet."""
+    if SCALE:
+        from tests import postgres_support
+
+        url = stack_urls(data_dir)["database_url"]
+        tables = postgres_support.fetch(url, "SELECT 1 FROM pg_tables WHERE tablename = 'alembic_version'")
+        rows = postgres_support.fetch(url, "SELECT version_num FROM alembic_version") if tables else []
+    else:
+        import sqlite3
+
+        path = data_dir / "widget.db"
+        if not path.exists():
+            return None
+        db = sqlite3.connect(path)
+        try:
+            rows = db.execute("SELECT version_num FROM alembic_version").fetchall()
+        except sqlite3.OperationalError:  # no such table
+            rows = []
+        finally:
+            db.close()
+    return rows[0][0] if rows else None
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from widget.store.engine import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Settings on a data dir of the test's own (``tmp_path / "data"``); on the scale
+    stack, with its own database (see ``stack_urls``: a first start told not to migrate
+    finds it empty, as it would find a new SQLite file) and the session's Redis."""
+    data_dir = Path(str(overrides.get("data_dir", tmp_path / "data")))
+    stack = stack_urls(data_dir, migrated=overrides.get("migrate_on_start", True) is not False) \
+        if "database_url" not in overrides else {}
     values: dict[str, object] = {
         "data_dir": tmp_path / "data",
         "secret_keys": "test-key-0123456789abcdef",
@@ -66,6 +146,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "rate_limit": 0,  # tests drive bursts; tests/test_limits.py turns it on
         # Timeline entries stay as written unless a test runs the worker itself.
         "embedded_worker": False,
+        **stack,
         **overrides,
     }
     return load_settings(**values)

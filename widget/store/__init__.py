@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from widget.store import schema
-from widget.store.engine import create_engine, is_sqlite, migrate, write_connection
+from widget.store.engine import StoreUnavailable, create_engine, is_sqlite, migrate, write_connection
 from widget.store.writers import WriterQueue
 
 Row = dict[str, Any]
@@ -650,4 +650,4 @@ class Store:
             return (await conn.execute(delete(schema.used_crm_links).where(u.expires_at < before))).rowcount
 
 
-__all__ = ["Change", "CompanyExists", "RoomState", "Row", "Store"]
+__all__ = ["Change", "CompanyExists", "RoomState", "Row", "Store", "StoreUnavailable"]
