@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support import T0, FakeClock, new_tenant, running_app
+from tests.support import T0, FakeClock, head_revision, new_tenant, running_app, schema_revision, stack_env
 from widget import records
 from widget.cli import main
 from widget.models import DealIn
@@ -58,7 +58,7 @@ def test_migrate(capsys: pytest.CaptureFixture[str], cli_env: Path) -> None:
     code, out, err = run(capsys, "migrate")
     assert code == 0, err
     assert out.strip()
-    assert (cli_env / "data" / "widget.db").exists()
+    assert schema_revision(cli_env / "data") == head_revision()
     assert run(capsys, "migrate")[0] == 0  # idempotent
 
 
@@ -172,7 +172,9 @@ def test_unknown_company_names_it(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "nobody" in one_error_line(err)
 
 
-def test_serve_with_several_workers_on_memory_broker_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_with_several_workers_on_memory_broker_is_refused(capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WIDGET_BROKER_URL", "memory://")  # the scale stack's run sets redis://
     code, out, err = run(capsys, "serve", "--workers", "2")
     assert code == 2 and out == ""
     line = one_error_line(err)
@@ -196,11 +198,12 @@ def test_secrets_are_not_printed_on_errors(capsys: pytest.CaptureFixture[str]) -
 
 def test_python_dash_m_widget_migrate(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")}
-    env.update(WIDGET_DATA_DIR=str(tmp_path / "sub"), PYTHONPATH=str(CHECKOUT))
+    env.update(WIDGET_DATA_DIR=str(tmp_path / "sub"), PYTHONPATH=str(CHECKOUT),
+               **stack_env(tmp_path / "sub", migrated=False))
     result = subprocess.run([sys.executable, "-m", "widget", "migrate"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "sub" / "widget.db").exists()
+    assert schema_revision(tmp_path / "sub") == head_revision()
     # Without WIDGET_SECRET_KEYS a key was generated and persisted in the data dir.
     assert (tmp_path / "sub" / "secret_key").exists()
     bad = subprocess.run([sys.executable, "-m", "widget", "migrate"], cwd=tmp_path,
@@ -233,18 +236,21 @@ def test_purge_dry_run_then_purge(capsys: pytest.CaptureFixture[str], cli_env: P
 def test_worker_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")}
     env.update(WIDGET_DATA_DIR=str(tmp_path / "data"), WIDGET_SECRET_KEYS="cli-test-key-0123456789",
-               PYTHONPATH=str(CHECKOUT))
-    worker = subprocess.Popen([sys.executable, "-m", "widget", "worker"], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               PYTHONPATH=str(CHECKOUT), **stack_env(tmp_path / "data"))
+    log = tmp_path / "worker.log"
+    with open(log, "w") as stderr:
+        worker = subprocess.Popen([sys.executable, "-m", "widget", "worker"], cwd=tmp_path, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     try:
         deadline = time.monotonic() + 30
-        while not (tmp_path / "data" / "widget.db").exists():  # migrated: the loop is starting
-            assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()
+        while "retention_purge" not in log.read_text():  # the loop's first round: it is running
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=20)
+        worker.wait(timeout=20)
     finally:
         worker.kill()
+    err = log.read_text()
     assert worker.returncode == 0, err  # handled: not killed by the signal (-15)
     assert "Traceback" not in err
 

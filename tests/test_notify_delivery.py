@@ -39,7 +39,7 @@ import pytest
 
 from examples.host_page.app import create_host_app
 from examples.host_page.fakes import verify_signature
-from tests.support import FakeClock, LiveServer, WidgetLog, free_port, make_settings
+from tests.support import FakeClock, LiveServer, WidgetLog, free_port, make_settings, stack_env
 from tests.worker_support import outbox, wait_until
 from widget import companies, records
 from widget.models import DealIn
@@ -530,7 +530,7 @@ class WidgetServer:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")} | {
             "WIDGET_DATA_DIR": str(tmp_path / "data"), "WIDGET_SECRET_KEYS": "test-key-0123456789abcdef",
             "WIDGET_PUBLIC_URL": self.url, "WIDGET_LOG_FORMAT": "json", "WIDGET_RATE_LIMIT": "0",
-            "WIDGET_EMBEDDED_WORKER": "true",
+            "WIDGET_EMBEDDED_WORKER": "true", **stack_env(tmp_path / "data"),
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0

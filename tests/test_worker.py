@@ -24,7 +24,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from tests.support import FakeClock
+from tests.support import FakeClock, stack_env
 from tests.worker_support import (
     bot_record, drain, entry, outbox, preview, stored_events, wait_until, worker_runtime,
 )
@@ -102,8 +102,11 @@ async def test_a_failed_attempt_is_retried_after_a_growing_delay(tmp_path: Path,
                                               poll_interval=0.01))
 
         async def failed(attempts: int) -> bool:
+            """The attempt's retry is written (not just its claim, which keeps the
+            previous attempt's error and holds the row for the lease)."""
             [row] = await outbox(rt)
-            return row["attempts"] == attempts and row["last_error"] == "flaky"
+            return (row["attempts"] == attempts and row["last_error"] == "flaky"
+                    and row["next_attempt_at"] < clock.now + int(LEASE * SECOND))
 
         for attempts, step in [(1, 1.0), (2, 2.0)]:
             await wait_until(lambda: failed(attempts))
@@ -335,7 +338,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_completes_each_entry_
         rooms = {f"{('ok', 'empty', 'gone')[n % 3]}-{n}": await bot_record(rt, f"{('ok', 'empty', 'gone')[n % 3]}-{n}")
                  for n in range(30)}
     env = {**os.environ, "WIDGET_DATA_DIR": str(tmp_path / "data"), "WIDGET_SECRET_KEYS": "test-key-0123456789abcdef",
-           "WIDGET_CHAT_PANEL_URL": slow_chat_panel, "WIDGET_LOG_FORMAT": "json"}
+           "WIDGET_CHAT_PANEL_URL": slow_chat_panel, "WIDGET_LOG_FORMAT": "json", **stack_env(tmp_path / "data")}
     with open(tmp_path / "worker.log", "wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "widget.worker"], env=env, stderr=log,
                                   cwd=Path(__file__).resolve().parent.parent)
