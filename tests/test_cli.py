@@ -280,3 +280,17 @@ async def test_a_process_told_not_to_migrate_leaves_the_schema_alone(tmp_path: P
     async with running_app(make_settings(tmp_path)) as application:  # control: the default migrates
         async with application.state.runtime.store.engine.connect() as conn:
             assert "deals" in await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("postgresql+asyncpg://widget:hunter2@127.0.0.1:1/widget", "cannot connect"),
+    ("postgresql+asyncpg://widget:hunter2@[::1/widget", "invalid database URL"),
+])
+def test_serve_with_an_unusable_database_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str], cli_env: Path, monkeypatch: pytest.MonkeyPatch, url: str, reason: str
+) -> None:
+    monkeypatch.setenv("WIDGET_DATABASE_URL", url)
+    code, out, err = run(capsys, "serve", "--port", "1")
+    assert code == 2 and out == ""
+    line = one_error_line(err)
+    assert reason in line and "hunter2" not in line and "Traceback" not in err

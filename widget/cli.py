@@ -16,6 +16,7 @@ from widget.errors import DomainError, Invalid
 from widget.models import EmbedTokenIn, parse
 from widget.runtime import Runtime, open_runtime
 from widget.settings import Settings, SettingsError, load_settings
+from widget.store.engine import StoreUnavailable
 
 
 class CliError(Exception):
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         args.run(settings, args)
-    except (SettingsError, CliError) as exc:
+    except (SettingsError, CliError, StoreUnavailable) as exc:
         print(f"widget: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
