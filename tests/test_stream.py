@@ -13,6 +13,7 @@ import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 from starlette.applications import Starlette
 
+from tests.helpers import next_message
 from tests.support import FakeClock, LiveServer, Tenant
 from widget.broker import room_channel
 from widget.runtime import Runtime
@@ -183,3 +184,23 @@ async def test_stream_never_goes_back_and_ends_when_the_broker_closes(runtime: R
     await runtime.broker.close()
     with pytest.raises(StopAsyncIteration):
         await next_event
+
+
+async def test_a_slow_stream_sends_the_newest_buffered_snapshot_not_each_one(runtime: Runtime, tenant: Tenant) -> None:
+    stream = room_events(runtime, tenant.id, "room-9", runtime.now() + 3600 * 1_000_000, None)
+    assert (await anext(stream)).id == "0"
+    channel = room_channel(tenant.id, "room-9")
+    # The client reads nothing while more snapshots arrive than a buffer holds.
+    async with runtime.broker.subscribe(channel) as control:
+        for version in range(1, 31):
+            await runtime.broker.publish(channel, {"room_id": "room-9", "version": version, "deal": None, "ticket": None})
+        # Every local subscriber gets a message in one hand-over: once this one has the
+        # last (through Redis on the scale stack), so does the stream's buffer.
+        while (await next_message(control))["version"] < 30:
+            pass
+    assert (await anext(stream)).id == "30"  # straight to the newest
+    next_event = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)
+    await runtime.broker.publish(channel, {"room_id": "room-9", "version": 31, "deal": None, "ticket": None})
+    assert (await asyncio.wait_for(next_event, 2)).id == "31"
+    await stream.aclose()

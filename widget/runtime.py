@@ -55,6 +55,7 @@ async def open_runtime(
     try:
         broker = create_broker(settings.broker_url)
         try:
+            await broker.start()  # unreachable: BrokerUnavailable, one readable line
             async with httpx.AsyncClient(
                 transport=upstream, timeout=UPSTREAM_TIMEOUT, follow_redirects=False
             ) as http:

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     token_max_age: int = 900
     timeline_retention_days: int = 365
     sse_ping: float = 15.0
+    # Addition: seconds between an open stream's re-reads of its room's snapshot (one
+    # small read), so a change whose message a redis:// broker lost (a failed publish)
+    # reaches the stream within that time anyway; 0 = off. memory:// delivers in-process
+    # and never loses one, so its streams do not re-read.
+    stream_recheck: float = 5.0
     log_format: Literal["json", "text"] = "json"
     # Addition: record-API requests per second per company (burst twice that); 0 = off.
     rate_limit: float = 50.0
@@ -91,7 +96,21 @@ class Settings(BaseSettings):
     @classmethod
     def _broker_scheme(cls, value: str) -> str:
         if not value.startswith(("memory://", "redis://", "rediss://")):
-            raise ValueError("must start with memory:// or redis://")
+            raise ValueError("must start with memory://, redis:// or rediss://")
+        if value.startswith("memory://"):
+            return value
+        # redis://[[user]:password@]host[:port][/db][?option=value]; the message never
+        # repeats the URL (it may carry a password).
+        parts = urlsplit(value)
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("has an invalid port (redis://host:port/db)") from None
+        if not parts.hostname:
+            raise ValueError("must name a host (redis://host:port/db)")
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ValueError("must end with a database number, if any (redis://host:port/db)")
         return value
 
     @field_validator("public_url")
@@ -124,6 +143,13 @@ class Settings(BaseSettings):
     def _not_negative(cls, value: float) -> float:
         if value < 0:
             raise ValueError("must be 0 (off) or a positive number")
+        return value
+
+    @field_validator("stream_recheck")
+    @classmethod
+    def _recheck(cls, value: float) -> float:
+        if not value >= 0:  # NaN too
+            raise ValueError("must be 0 (off) or a positive number of seconds")
         return value
 
     @field_validator("sse_ping")

@@ -4,12 +4,21 @@ Subscribe first, then read the snapshot from the store, so no change can fall
 between the two. The first message is the stored snapshot (skipped only when the
 client already has that exact version); then one message per newer version; at
 the token's ``exp`` a ``token-expired`` event ends the stream.
+
+A stream that fell behind (a slow client) sends the newest snapshot buffered for it,
+not each one in turn. When the broker may have lost messages it says so (``RESYNC``,
+after a Redis outage) and the stream re-reads its room from the store; with a broker
+that can lose a message at all (``redis://``: a publish that failed) the stream also
+re-reads it every ``WIDGET_STREAM_RECHECK`` seconds. Either way it sends the stored
+snapshot only if it is newer than what it sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
+import random
 from collections.abc import AsyncIterator
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -18,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from widget import metrics, rooms
-from widget.broker import room_channel
+from widget.broker import RESYNC, Message, Resync, room_channel
 from widget.embed import authorize
 from widget.runtime import Runtime
 
@@ -34,9 +43,22 @@ def _room_event(snapshot: dict, *, retry: int | None = None) -> ServerSentEvent:
     )
 
 
+def _newest(items: list[Message | Resync]) -> Message | Resync:
+    """What a stream that fell behind sends: the store's state if messages were lost
+    (the read comes after all of them), else the newest snapshot."""
+    if any(item is RESYNC for item in items):
+        return RESYNC
+    return max(items, key=lambda item: item["version"])  # type: ignore[index]
+
+
 async def room_events(
     rt: Runtime, company_id: str, room_id: str, expires_at: int, last_event_id: str | None
 ) -> AsyncIterator[ServerSentEvent]:
+    loop = asyncio.get_running_loop()
+    recheck = rt.settings.stream_recheck if rt.broker.may_lose_messages else 0.0
+    # The first re-read at a random point of the interval: streams opened together
+    # (a restart, a burst of page loads) spread their reads.
+    next_check = loop.time() + recheck * random.uniform(0.5, 1.0) if recheck else math.inf
     # The gauge also goes down when the client goes away (the generator is closed).
     with metrics.OPEN_STREAMS.track_inprogress():
         async with rt.broker.subscribe(room_channel(company_id, room_id)) as subscription:
@@ -51,16 +73,31 @@ async def room_events(
                 if remaining <= 0:
                     yield ServerSentEvent(data="{}", event="token-expired")
                     return
+                item: Message | Resync | None
                 try:
-                    message = await asyncio.wait_for(subscription.get(), timeout=remaining)
+                    async with asyncio.timeout(max(0.0, min(remaining, next_check - loop.time()))):
+                        item = await subscription.get()
                 except TimeoutError:
-                    continue
-                if message is None:  # broker closed: the app is shutting down
+                    if loop.time() < next_check:
+                        continue  # the token's time: checked above
+                    item = RESYNC
+                if item is None:  # broker closed: the app is shutting down
                     return
-                if message["version"] > shown:
-                    shown = message["version"]
-                    metrics.stream_delivered(message.get(rooms.PUBLISHED_AT))
-                    yield _room_event(message)
+                item = _newest([item, *subscription.drain()])
+                if item is RESYNC:
+                    next_check = loop.time() + recheck if recheck else math.inf
+                    try:
+                        snapshot = await rooms.current(rt, company_id, room_id)
+                    except Exception:  # the store is out: /readyz says so; try again later
+                        continue
+                    if snapshot["version"] > shown:
+                        shown = snapshot["version"]
+                        metrics.stream_delivered(None)
+                        yield _room_event(snapshot)
+                elif item["version"] > shown:
+                    shown = item["version"]
+                    metrics.stream_delivered(item.get(rooms.PUBLISHED_AT))
+                    yield _room_event(item)
 
 
 async def events(request: Request) -> Response:

@@ -1,32 +1,66 @@
-"""Room-change fan-out, chosen by URL scheme (``memory://``, later ``redis://``).
+"""Room-change fan-out, chosen by URL scheme: ``memory://`` (in-process) or
+``redis://`` / ``rediss://`` (Redis pub/sub, several processes or hosts).
 
-A subscriber gets a bounded queue of snapshots for one channel. Snapshots are whole
-room states, so when a slow subscriber's queue is full the oldest is dropped: a
-stream may skip versions but never goes back.
+A broker moves messages (whole room snapshots with their ``version``) between
+processes; ``fanout.py`` hands them to this process's subscribers, each with a bounded
+buffer that drops the oldest snapshot (a stream may skip versions, never go back).
+A broker that can lose messages (``may_lose_messages``: Redis while its connection is
+down, or a publish that failed) delivers ``RESYNC`` to every subscriber once it is
+back, and streams also re-read their room on a timer (``WIDGET_STREAM_RECHECK``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Protocol
 
-QUEUE_SIZE = 16
+from widget.broker.fanout import QUEUE_SIZE, RESYNC, Message, Resync
+from widget.settings import SettingsError
+
+__all__ = ["QUEUE_SIZE", "RESYNC", "Broker", "BrokerUnavailable", "Message", "Resync",
+           "Subscription", "create_broker", "room_channel"]
+
+
+class BrokerUnavailable(SettingsError):
+    """The broker of WIDGET_BROKER_URL cannot be used at start; the message is one line."""
 
 
 class Subscription(Protocol):
-    async def get(self) -> dict[str, Any] | None:
-        """The next message; None once the broker is closed. Safe to cancel."""
+    async def get(self) -> Message | Resync | None:
+        """The next message (or ``RESYNC``); None once the broker is closed. Safe to cancel."""
+        ...
+
+    def drain(self) -> list[Message | Resync]:
+        """Everything buffered now, oldest first, without waiting."""
         ...
 
 
 class Broker(Protocol):
-    async def publish(self, channel: str, message: dict[str, Any]) -> None: ...
+    may_lose_messages: bool
 
-    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]: ...
+    async def start(self) -> None:
+        """Connect; raise BrokerUnavailable (one readable line) if that is impossible."""
+        ...
 
-    async def ping(self) -> None: ...
+    async def publish(self, channel: str, message: Message) -> None: ...
 
-    async def close(self) -> None: ...
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
+        """Subscribed on entry: a message published after entering reaches it (unless
+        the broker is down, in which case a RESYNC follows when it is back)."""
+        ...
+
+    def subscriber_count(self, channel: str) -> int:
+        """This process's subscribers of the channel."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if messages cannot flow right now (``/readyz``)."""
+        ...
+
+    async def close(self) -> None:
+        """End every local subscription, stop background work, close connections."""
+        ...
 
 
 def room_channel(company_id: str, room_id: str) -> str:
@@ -34,8 +68,18 @@ def room_channel(company_id: str, room_id: str) -> str:
 
 
 def create_broker(url: str) -> Broker:
-    if url.startswith("memory://"):
+    scheme = url.split(":", 1)[0]
+    if scheme == "memory":
         from widget.broker.memory import MemoryBroker
 
         return MemoryBroker()
-    raise ValueError(f"unsupported broker URL scheme: {url.split(':', 1)[0]}")
+    if scheme in ("redis", "rediss"):
+        if importlib.util.find_spec("redis") is None:
+            raise BrokerUnavailable(
+                "WIDGET_BROKER_URL is redis://… but the redis package is missing: "
+                "pip install 'widget[scale]'"
+            )
+        from widget.broker.redis import RedisBroker
+
+        return RedisBroker(url)
+    raise ValueError(f"unsupported broker URL scheme: {scheme}")
