@@ -1,9 +1,9 @@
 """Memory and descriptors per idle stream of one ``widget serve`` process.
 
-    .venv/bin/python deploy/measure_streams.py [--streams 500] [--rooms 500]
+    .venv/bin/python deploy/measure_streams.py [--streams 500] [--rooms 500] [--broker-url redis://…]
 
-Starts ``widget serve`` (SQLite in a temp dir, memory broker, no embedded worker) on a
-free port, warms it up, reads its resident memory (VmRSS) and open descriptors, opens
+Starts ``widget serve`` (SQLite in a temp dir, the memory broker or ``--broker-url``, no
+embedded worker) on a free port, warms it up, reads its resident memory (VmRSS) and open descriptors, opens
 ``--streams`` room event streams spread over ``--rooms`` rooms (one embed token per
 room) and holds them idle, waits until the server counts them all
 (``widget_open_streams``), reads again, and prints the difference per stream. The
@@ -62,13 +62,13 @@ async def open_streams_count(http: httpx.AsyncClient) -> float:
     return float(re.search(r"^widget_open_streams (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
 
 
-async def measure(streams: int, rooms: int) -> dict[str, float]:
+async def measure(streams: int, rooms: int, broker_url: str) -> dict[str, float | str]:
     tmp = Path(tempfile.mkdtemp(prefix="widget-streams-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WIDGET_", "PROMETHEUS_MULTIPROC_DIR"))} | {
         "WIDGET_DATA_DIR": str(tmp / "data"), "WIDGET_SECRET_KEYS": "measure-key-0123456789abcdef",
         "WIDGET_PUBLIC_URL": f"http://127.0.0.1:{port}", "WIDGET_RATE_LIMIT": "0",
-        "WIDGET_EMBEDDED_WORKER": "false", "WIDGET_LOG_FORMAT": "json",
+        "WIDGET_EMBEDDED_WORKER": "false", "WIDGET_LOG_FORMAT": "json", "WIDGET_BROKER_URL": broker_url,
     }
     created = subprocess.run(
         [sys.executable, "-m", "widget", "company", "create", "acme", "--name", "Acme",
@@ -120,7 +120,7 @@ async def measure(streams: int, rooms: int) -> dict[str, float]:
         server.terminate()
         server.wait(15)
     return {
-        "streams": streams, "rooms": rooms, "opened_in_s": round(opened_in, 2),
+        "broker": broker_url.split(":", 1)[0], "streams": streams, "rooms": rooms, "opened_in_s": round(opened_in, 2),
         "rss_before_mib": round(before_rss / 1024, 1), "rss_after_mib": round(after_rss / 1024, 1),
         "kib_per_stream": round((after_rss - before_rss) / streams, 1),
         "fds_before": before_fds, "fds_after": after_fds,
@@ -132,8 +132,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--rooms", type=int, default=500)
+    parser.add_argument("--broker-url", default="memory://")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.streams, args.rooms)), indent=2))
+    print(json.dumps(asyncio.run(measure(args.streams, args.rooms, args.broker_url)), indent=2))
 
 
 if __name__ == "__main__":
