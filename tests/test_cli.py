@@ -234,9 +234,13 @@ def test_purge_dry_run_then_purge(capsys: pytest.CaptureFixture[str], cli_env: P
 
 
 def test_worker_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """Also serves its own /metrics when asked to (it has no HTTP server otherwise)."""
+    from tests.support import free_port
+
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")}
     env.update(WIDGET_DATA_DIR=str(tmp_path / "data"), WIDGET_SECRET_KEYS="cli-test-key-0123456789",
-               PYTHONPATH=str(CHECKOUT), **stack_env(tmp_path / "data"))
+               PYTHONPATH=str(CHECKOUT), WIDGET_WORKER_METRICS_PORT=str(port), **stack_env(tmp_path / "data"))
     log = tmp_path / "worker.log"
     with open(log, "w") as stderr:
         worker = subprocess.Popen([sys.executable, "-m", "widget", "worker"], cwd=tmp_path, env=env,
@@ -246,6 +250,10 @@ def test_worker_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         while "retention_purge" not in log.read_text():  # the loop's first round: it is running
             assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
+        import httpx
+
+        scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'widget_outbox_gave_up_total{topic="notify.created"} 0.0' in scrape
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=20)
     finally:

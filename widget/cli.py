@@ -64,6 +64,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)  # hand back unfinished rows, then exit
         async with open_runtime(settings, migrate=settings.migrate_on_start) as runtime:
+            if settings.worker_metrics_port:
+                metrics.serve_alone(settings.worker_metrics_port)
             await worker.run_worker(runtime, stop)
 
     asyncio.run(work())

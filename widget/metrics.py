@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -67,6 +68,14 @@ def share_between_processes() -> None:
     their samples unless the operator chose one (which they must empty on restart)."""
     if not os.environ.get(MULTIPROC_DIR):
         os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="widget-metrics-")
+
+
+def serve_alone(port: int) -> None:
+    """``/metrics`` of a process without an HTTP server of its own (``widget worker``),
+    from a thread: its counters (failed and given-up attempts, timeline failures,
+    notification failures) feed the alerts. The outbox backlog comes from the web
+    processes, which read it from the store."""
+    start_http_server(port, addr="0.0.0.0")
 
 
 def process_ended() -> None:

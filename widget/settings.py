@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # Addition: migrate the schema when a process starts (the embedded default).
     # `widget serve` migrates once, then turns it off for the processes it starts.
     migrate_on_start: bool = True
+    # Addition: `widget worker` serves its own /metrics on this port (all interfaces),
+    # since it has no HTTP server otherwise; 0 = off.
+    worker_metrics_port: int = 0
 
     @field_validator("secret_keys", mode="before")
     @classmethod
