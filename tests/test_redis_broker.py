@@ -31,7 +31,7 @@ from tests.helpers import next_after_quiet, next_message
 from tests.redis_support import RedisServer
 from tests.support import LiveServer, asgi_client, make_settings, new_tenant, running_app, seed_company
 from widget.app import create_app
-from widget.broker import RESYNC, Broker, create_broker, room_channel
+from widget.broker import Broker, Resync, create_broker, room_channel
 from widget.rooms import PUBLISHED_AT
 from widget.settings import SettingsError
 from widget.stream import room_events
@@ -241,8 +241,9 @@ async def test_after_a_restart_it_resubscribes_and_every_subscriber_resyncs(
                 await asyncio.sleep(1.5)  # a few reconnect attempts fail meanwhile
                 outage_server.start()
                 back = time.monotonic()
-                for sub in (a, b, c):
-                    assert await next_message(sub, 5) is RESYNC
+                markers = [await next_message(sub, 5) for sub in (a, b, c)]
+                assert all(isinstance(marker, Resync) for marker in markers)
+                assert markers[0] is markers[1] is markers[2]  # one per reconnection
                 assert time.monotonic() - back < 5
                 await broker.ping()
                 # Resubscribed, one subscription per room again, and messages flow.
@@ -392,6 +393,7 @@ def test_the_bar_redis_restarted_under_8_streams_on_2_workers(tmp_path: Path, ou
             time.sleep(1)  # Redis stays down a while: several reconnect attempts fail
             assert {w.latest for w in watchers} == {1}  # nothing got through meanwhile
 
+            reads = [count_reads(server) for server in (first, second)]
             outage_server.start()
             back = time.monotonic()
             reached = wait_until(lambda: all(w.latest == latest for w in watchers), 5)
@@ -402,6 +404,7 @@ def test_the_bar_redis_restarted_under_8_streams_on_2_workers(tmp_path: Path, ou
             assert reached, [w.versions for w in watchers]
             assert max(took) < 5
             assert all(w.versions == [1, latest] for w in watchers)  # the stored state, once
+            assert [len(calls) for calls in reads] == [1, 1]  # per worker one read of the room, shared
             assert wait_until(lambda: ready(first) == 200 and ready(second) == 200, 5)
 
             # The live path is back too: the next change reaches every stream.
@@ -415,6 +418,20 @@ def test_the_bar_redis_restarted_under_8_streams_on_2_workers(tmp_path: Path, ou
         assert len(log.events("broker_recovered")) == 2
         assert len(log.events("room_publish_failed")) == 4
         assert log.tracebacks() == []
+
+
+def count_reads(server: LiveServer) -> list[tuple[str, str]]:
+    """From now on, the room reads of a worker's store (its streams' re-reads)."""
+    store = server.app.state.runtime.store
+    read = store.room_state
+    calls: list[tuple[str, str]] = []
+
+    async def counted(company_id: str, room_id: str) -> Any:
+        calls.append((company_id, room_id))
+        return await read(company_id, room_id)
+
+    store.room_state = counted
+    return calls
 
 
 async def count_subscriptions(server: RedisServer, channel: str) -> int:

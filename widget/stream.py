@@ -6,11 +6,12 @@ client already has that exact version); then one message per newer version; at
 the token's ``exp`` a ``token-expired`` event ends the stream.
 
 A stream that fell behind (a slow client) sends the newest snapshot buffered for it,
-not each one in turn. When the broker may have lost messages it says so (``RESYNC``,
-after a Redis outage) and the stream re-reads its room from the store; with a broker
-that can lose a message at all (``redis://``: a publish that failed) the stream also
-re-reads it every ``WIDGET_STREAM_RECHECK`` seconds. Either way it sends the stored
-snapshot only if it is newer than what it sent.
+not each one in turn. When the broker may have lost messages it says so (a ``Resync``
+marker, after a Redis outage) and the stream re-reads its room from the store (the
+process's streams of one room share that read); with a broker that can lose a message
+at all (``redis://``: a publish that failed) the stream also re-reads it every
+``WIDGET_STREAM_RECHECK`` seconds. Either way it sends the stored snapshot only if it
+is newer than what it sent.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import math
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
@@ -27,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from widget import metrics, rooms
-from widget.broker import RESYNC, Message, Resync, room_channel
+from widget.broker import Message, Resync, room_channel
 from widget.embed import authorize
 from widget.runtime import Runtime
 
@@ -43,12 +45,38 @@ def _room_event(snapshot: dict, *, retry: int | None = None) -> ServerSentEvent:
     )
 
 
+_RECHECK = Resync()  # the stream's own timer: a read of its own
+_shared_reads: dict[tuple[int, str, str, Resync], asyncio.Future[dict[str, Any]]] = {}
+
+
 def _newest(items: list[Message | Resync]) -> Message | Resync:
     """What a stream that fell behind sends: the store's state if messages were lost
     (the read comes after all of them), else the newest snapshot."""
-    if any(item is RESYNC for item in items):
-        return RESYNC
+    markers = [item for item in items if isinstance(item, Resync)]
+    if markers:
+        return markers[-1]
     return max(items, key=lambda item: item["version"])  # type: ignore[index]
+
+
+async def _read_room(rt: Runtime, company_id: str, room_id: str, marker: Resync) -> dict[str, Any]:
+    """The room as stored now. The streams of a room that got the same broker marker
+    share one read (it starts after the marker was made, which is all each needs):
+    after an outage a process reads each open room once, not once per stream."""
+    if marker is _RECHECK:
+        return await rooms.current(rt, company_id, room_id)
+    key = (id(rt), company_id, room_id, marker)
+    read = _shared_reads.get(key)
+    if read is None:
+        read = asyncio.ensure_future(rooms.current(rt, company_id, room_id))
+        _shared_reads[key] = read
+
+        def forget(done: asyncio.Future[dict[str, Any]]) -> None:
+            _shared_reads.pop(key, None)
+            if not done.cancelled():
+                done.exception()  # retrieved, even if every reader went away meanwhile
+
+        read.add_done_callback(forget)
+    return await asyncio.shield(read)  # one stream going away does not cancel the others'
 
 
 async def room_events(
@@ -80,14 +108,14 @@ async def room_events(
                 except TimeoutError:
                     if loop.time() < next_check:
                         continue  # the token's time: checked above
-                    item = RESYNC
+                    item = _RECHECK
                 if item is None:  # broker closed: the app is shutting down
                     return
                 item = _newest([item, *subscription.drain()])
-                if item is RESYNC:
+                if isinstance(item, Resync):
                     next_check = loop.time() + recheck if recheck else math.inf
                     try:
-                        snapshot = await rooms.current(rt, company_id, room_id)
+                        snapshot = await _read_room(rt, company_id, room_id, item)
                     except Exception:  # the store is out: /readyz says so; try again later
                         continue
                     if snapshot["version"] > shown:

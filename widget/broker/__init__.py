@@ -5,8 +5,8 @@ A broker moves messages (whole room snapshots with their ``version``) between
 processes; ``fanout.py`` hands them to this process's subscribers, each with a bounded
 buffer that drops the oldest snapshot (a stream may skip versions, never go back).
 A broker that can lose messages (``may_lose_messages``: Redis while its connection is
-down, or a publish that failed) delivers ``RESYNC`` to every subscriber once it is
-back, and streams also re-read their room on a timer (``WIDGET_STREAM_RECHECK``).
+down, or a publish that failed) delivers a ``Resync`` marker to every subscriber once
+it is back, and streams also re-read their room on a timer (``WIDGET_STREAM_RECHECK``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import importlib.util
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from widget.broker.fanout import QUEUE_SIZE, RESYNC, Message, Resync
+from widget.broker.fanout import QUEUE_SIZE, Message, Resync
 from widget.settings import SettingsError
 
-__all__ = ["QUEUE_SIZE", "RESYNC", "Broker", "BrokerUnavailable", "Message", "Resync",
+__all__ = ["QUEUE_SIZE", "Broker", "BrokerUnavailable", "Message", "Resync",
            "Subscription", "create_broker", "room_channel"]
 
 
@@ -28,7 +28,8 @@ class BrokerUnavailable(SettingsError):
 
 class Subscription(Protocol):
     async def get(self) -> Message | Resync | None:
-        """The next message (or ``RESYNC``); None once the broker is closed. Safe to cancel."""
+        """The next message (or a ``Resync`` marker); None once the broker is closed.
+        Safe to cancel."""
         ...
 
     def drain(self) -> list[Message | Resync]:
@@ -47,7 +48,7 @@ class Broker(Protocol):
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
         """Subscribed on entry: a message published after entering reaches it (unless
-        the broker is down, in which case a RESYNC follows when it is back)."""
+        the broker is down, in which case a Resync follows when it is back)."""
         ...
 
     def subscriber_count(self, channel: str) -> int:

@@ -10,9 +10,10 @@ slow subscriber's buffer is full the oldest is dropped, and a stream that fell b
 takes the newest of what is buffered (``drain``). A stream may skip versions, never go
 back, and never holds more than ``QUEUE_SIZE`` snapshots.
 
-``RESYNC`` is the marker a transport delivers to every subscriber after it lost
+A ``Resync`` marker is what a transport delivers to every subscriber after it lost
 messages (its connection was down): it replaces whatever was buffered, and the stream
-re-reads its room from the store.
+re-reads its room from the store. One marker per broadcast, so the streams of a room
+that got the same one can share that read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import Any
 
 QUEUE_SIZE = 16
 
@@ -28,13 +29,13 @@ Message = dict[str, Any]
 
 
 class Resync:
-    """Messages may have been lost: re-read the state from the store."""
+    """Messages may have been lost: re-read the state from the store (any read that
+    starts after this marker was made will do)."""
+
+    __slots__ = ()
 
     def __repr__(self) -> str:
-        return "RESYNC"
-
-
-RESYNC: Final = Resync()
+        return "Resync()"
 
 
 class Subscriber:
@@ -52,10 +53,10 @@ class Subscriber:
             self._buffer.append(item)
             self._ready.set()
 
-    def resync(self) -> None:
+    def resync(self, marker: Resync) -> None:
         if not self._closed:
             self._buffer.clear()  # the store read the marker causes covers all of it
-            self._buffer.append(RESYNC)
+            self._buffer.append(marker)
             self._ready.set()
 
     def close(self) -> None:
@@ -114,12 +115,12 @@ class Fanout:
         for subscriber in self._channels.get(channel, ()):
             subscriber.put(message)
 
-    def resync(self, channels: set[str] | None = None) -> None:
-        """Tell the subscribers of ``channels`` (default: all) to re-read the store."""
-        for channel, subscribers in self._channels.items():
-            if channels is None or channel in channels:
-                for subscriber in subscribers:
-                    subscriber.resync()
+    def resync(self) -> None:
+        """Tell every subscriber to re-read the store (one marker for all of them)."""
+        marker = Resync()
+        for subscribers in self._channels.values():
+            for subscriber in subscribers:
+                subscriber.resync(marker)
 
     def close(self) -> None:
         """End every subscription (and any made later): their streams finish."""

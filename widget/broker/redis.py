@@ -19,9 +19,9 @@ which then:
    ``broker_unavailable`` warning per outage, no traceback;
 2. reconnects with capped, jittered exponential backoff;
 3. resubscribes every room with local streams and waits for Redis to confirm;
-4. delivers ``RESYNC`` to every local subscriber (each stream re-reads its room from
-   the store and sends it if newer than what it sent: messages published meanwhile are
-   gone), and logs one ``broker_recovered`` info line.
+4. delivers a ``Resync`` marker to every local subscriber (each stream re-reads its
+   room from the store and sends it if newer than what it sent: messages published
+   meanwhile are gone), and logs one ``broker_recovered`` info line.
 
 A silent dead peer is found by a ``PING`` on the subscriber connection every
 ``health_interval`` seconds: no reply at all within two intervals ends the connection.
@@ -104,6 +104,7 @@ class RedisBroker:
         self._live = False  # subscriber connection up and every wanted room subscribed
         self._wake = asyncio.Event()  # the reader re-checks its subscriptions
         self._up = asyncio.Event()  # set while live
+        self._dirty: set[str] = set()  # rooms whose first stream came or last one left
         # Per subscriber connection (reset when it is lost):
         self._sent: set[str] = set()  # channels whose last command sent was SUBSCRIBE
         self._pending: dict[str, deque[str]] = {}  # replies due per channel, in order
@@ -131,7 +132,7 @@ class RedisBroker:
             raise
         self._task = asyncio.create_task(self._run(conn), name="widget-redis-broker")
         # Live before the first stream subscribes, so its subscription is confirmed
-        # (at once: no rooms yet; if not, the reader goes on and a RESYNC follows).
+        # (at once: no rooms yet; if not, the reader goes on and a Resync follows).
         try:
             async with asyncio.timeout(self._confirm_timeout):
                 await self._up.wait()
@@ -146,14 +147,18 @@ class RedisBroker:
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscriber]:
-        subscriber, _ = self._fanout.add(channel)
+        subscriber, first = self._fanout.add(channel)
+        if first:
+            self._dirty.add(channel)
+            self._wake.set()
         try:
             if self._live and channel not in self._active:
                 await self._confirmed(channel)
             yield subscriber
         finally:
-            if self._fanout.remove(channel, subscriber):
-                self._wake.set()  # the last one here: the reader unsubscribes
+            if self._fanout.remove(channel, subscriber):  # the last one here: unsubscribe
+                self._dirty.add(channel)
+                self._wake.set()
 
     def subscriber_count(self, channel: str) -> int:
         return self._fanout.count(channel)
@@ -179,7 +184,7 @@ class RedisBroker:
 
     async def _confirmed(self, channel: str) -> None:
         """Wait until Redis confirmed the channel's subscription. Bounded: if it takes
-        longer (or the connection is lost meanwhile: then a RESYNC follows), go on."""
+        longer (or the connection is lost meanwhile: then a Resync follows), go on."""
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(channel, []).append(waiter)
         self._wake.set()
@@ -196,27 +201,30 @@ class RedisBroker:
                 self._waiters.pop(channel, None)
 
     def _release(self, channel: str | None = None) -> None:
-        for name, waiters in list(self._waiters.items()):
-            if channel is None or name == channel:
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+        """Let the subscribers waiting for a confirmation (of ``channel``, or all) go on."""
+        groups = self._waiters.values() if channel is None else [self._waiters.get(channel, [])]
+        for waiters in groups:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def _sync(self, conn: AbstractConnection) -> None:
-        """Bring the connection's subscriptions to the rooms that have local streams."""
-        wanted = self._fanout.channels()
-        drop, add = self._sent - wanted, wanted - self._sent
+        """Bring the connection's subscriptions to the rooms that have local streams
+        (only the rooms that changed: thousands of streams arriving stay linear)."""
+        dirty, self._dirty = self._dirty, set()
+        drop = [c for c in dirty if c in self._sent and not self._fanout.count(c)]
+        add = [c for c in dirty if c not in self._sent and self._fanout.count(c)]
         if drop:  # never an empty UNSUBSCRIBE: that would drop them all
             for channel in drop:
                 self._sent.discard(channel)
                 self._active.discard(channel)
                 self._pending.setdefault(channel, deque()).append("unsubscribe")
-            await conn.send_command("UNSUBSCRIBE", *sorted(drop), check_health=False)
+            await conn.send_command("UNSUBSCRIBE", *drop, check_health=False)
         if add:
             for channel in add:
                 self._sent.add(channel)
                 self._pending.setdefault(channel, deque()).append("subscribe")
-            await conn.send_command("SUBSCRIBE", *sorted(add), check_health=False)
+            await conn.send_command("SUBSCRIBE", *add, check_health=False)
 
     def _on_reply(self, reply: Any) -> None:
         if not isinstance(reply, list) or not reply:
@@ -291,6 +299,7 @@ class RedisBroker:
         """Serve one subscriber connection until it fails (raises) or the broker closes."""
         loop = asyncio.get_running_loop()
         reader = asyncio.create_task(self._read(conn))
+        self._dirty = self._fanout.channels()  # a new connection: every room again
         live_by = loop.time() + self._confirm_timeout
         next_ping = loop.time() + self._health
         try:
@@ -298,7 +307,9 @@ class RedisBroker:
                 self._wake.clear()
                 await self._sync(conn)
                 now = loop.time()
-                if not self._live and (self._fanout.channels() <= self._active or now >= live_by):
+                # _active only holds channels of _sent: equal sizes, all confirmed.
+                confirmed = not self._dirty and len(self._active) == len(self._sent)
+                if not self._live and (confirmed or now >= live_by):
                     self._went_live()
                 if now >= next_ping:
                     await conn.send_command("PING", check_health=False)
@@ -348,5 +359,5 @@ class RedisBroker:
         self._sent.clear()
         self._pending.clear()
         self._active.clear()
-        self._release()  # waiting subscribers go on: the RESYNC after reconnecting covers them
+        self._release()  # waiting subscribers go on: the Resync after reconnecting covers them
         await conn.disconnect(nowait=True)
