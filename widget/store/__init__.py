@@ -7,6 +7,7 @@ row), see ``engine.py``. Rows come back as plain dicts; times are integer µs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -19,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from widget.errors import Invalid
 from widget.store import schema
 from widget.store.engine import StoreUnavailable, create_engine, is_sqlite, migrate, write_connection
 from widget.store.writers import WriterQueue
@@ -29,6 +31,21 @@ TABLES = {"deal": schema.deals, "ticket": schema.tickets}
 # Fields of a record that the room snapshot shows: a change to one bumps the version.
 SHOWN_FIELDS = {"deal": ("name", "stage", "pipeline"), "ticket": ("name", "status")}
 NOTIFY_TOPICS = "notify.%"  # LIKE pattern of the Omnichannel notification topics
+NUL = "\x00"  # PostgreSQL text cannot hold it (SQLite can): refused on every backend alike
+
+
+def _refuse_nul(row: Row) -> None:
+    """Text with U+0000 is refused before any SQL, on SQLite too, so both backends
+    answer the same (422 naming the fields) instead of PostgreSQL failing the write."""
+    bad = sorted(k for k, v in row.items() if isinstance(v, str) and NUL in v)
+    if bad:
+        raise Invalid([{"field": k, "message": "must not contain the NUL character (U+0000)"} for k in bad])
+
+
+def _findable(*keys: object) -> bool:
+    """False if a key holds U+0000: no stored row has one (writes refuse it), so the
+    lookup finds nothing on either backend, without asking PostgreSQL (which would fail)."""
+    return not any(isinstance(key, str) and NUL in key for key in keys)
 
 
 class CompanyExists(Exception):
@@ -97,6 +114,7 @@ class Store:
     # -- companies ----------------------------------------------------------
 
     async def create_company(self, row: Row) -> None:
+        _refuse_nul(row)
         try:
             async with self._write() as conn:
                 await conn.execute(insert(schema.companies).values(**row))
@@ -104,12 +122,15 @@ class Store:
             raise CompanyExists(row["id"]) from None
 
     async def update_company(self, company_id: str, values: Row) -> None:
+        _refuse_nul(values)
         async with self._write(company_id) as conn:
             await conn.execute(
                 update(schema.companies).where(schema.companies.c.id == company_id).values(**values)
             )
 
     async def get_company(self, company_id: str) -> Row | None:
+        if not _findable(company_id):
+            return None
         return await self._one(select(schema.companies).where(schema.companies.c.id == company_id))
 
     async def company_by_key_hash(self, key_hash: str) -> Row | None:
@@ -120,12 +141,15 @@ class Store:
     # -- contacts -----------------------------------------------------------
 
     async def create_contact(self, row: Row) -> Row:
+        _refuse_nul(row)
         async with self._write(row["company_id"]) as conn:
             await conn.execute(insert(schema.contacts).values(**row))
         return {**row, "deleted_at": None}
 
     async def get_contact(self, company_id: str, contact_id: str) -> Row | None:
         """A live (not soft-deleted) contact of this company."""
+        if not _findable(company_id, contact_id):
+            return None
         c = schema.contacts.c
         return await self._one(
             select(schema.contacts).where(
@@ -135,6 +159,8 @@ class Store:
 
     async def contact_state(self, company_id: str, contact_id: str) -> str:
         """'ok', 'deleted', 'other_company' or 'unknown': why a contact can't be linked."""
+        if not _findable(contact_id):
+            return "unknown"
         row = await self._one(select(schema.contacts).where(schema.contacts.c.id == contact_id))
         if row is None:
             return "unknown"
@@ -143,6 +169,8 @@ class Store:
         return "deleted" if row["deleted_at"] is not None else "ok"
 
     async def delete_contact(self, company_id: str, contact_id: str, now: int) -> bool:
+        if not _findable(company_id, contact_id):
+            return False
         c = schema.contacts.c
         async with self._write(company_id) as conn:
             result = await conn.execute(
@@ -156,6 +184,8 @@ class Store:
 
     async def get_record(self, kind: str, company_id: str, record_id: str) -> Row | None:
         """A live (not soft-deleted) record of this company."""
+        if not _findable(company_id, record_id):
+            return None
         return await self._one(self._live_record(kind, company_id, record_id))
 
     @staticmethod
@@ -182,6 +212,7 @@ class Store:
         ``created_at`` is max(now, last + 1 µs) per company so it is strictly increasing;
         with ``exact_time`` (test clock) ``now`` is used as given.
         """
+        _refuse_nul(row)
         company_id = row["company_id"]
         co = schema.companies.c
         async with self._write(company_id) as conn:
@@ -212,6 +243,9 @@ class Store:
     async def patch_record(
         self, kind: str, company_id: str, record_id: str, changes: Row, *, now: int, notify: bool
     ) -> Change:
+        _refuse_nul(changes)
+        if not _findable(company_id, record_id):
+            return Change(None)
         t = TABLES[kind]
         async with self._write(company_id) as conn:
             current = await self._one(self._live_record(kind, company_id, record_id), conn)
@@ -232,6 +266,8 @@ class Store:
     async def delete_record(
         self, kind: str, company_id: str, record_id: str, *, now: int, notify: bool
     ) -> Change:
+        if not _findable(company_id, record_id):
+            return Change(None)
         t = TABLES[kind]
         r = schema.rooms.c
         async with self._write(company_id) as conn:
@@ -258,6 +294,8 @@ class Store:
         return Change({**current, "deleted_at": now}, room)
 
     async def timeline(self, kind: str, record_id: str) -> list[Row]:
+        if not _findable(record_id):
+            return []
         t = schema.timeline_entries.c
         query = (
             select(schema.timeline_entries)
@@ -270,6 +308,8 @@ class Store:
     # -- rooms --------------------------------------------------------------
 
     async def room_state(self, company_id: str, room_id: str) -> RoomState:
+        if not _findable(company_id, room_id):
+            return RoomState(0, None, None)
         async with self._read() as conn:
             return await self._room_state(conn, company_id, room_id)
 
@@ -418,6 +458,8 @@ class Store:
     async def record_for_notify(self, kind: str, company_id: str, record_id: str) -> Row | None:
         """A record of this company as stored now, soft-deleted or not (a deleted record
         still has its created/updated/deleted notifications to send)."""
+        if not _findable(company_id, record_id):
+            return None
         t = TABLES[kind]
         return await self._one(select(t).where(t.c.id == record_id, t.c.company_id == company_id))
 
@@ -519,6 +561,8 @@ class Store:
         """Store an analytics event; False if ``dedupe`` was already recorded. Not under
         the company's lock (nothing else is read or written with it), and a repeat is
         found by a read, so duplicate beacons cost no write."""
+        if dedupe is not None and not _findable(dedupe):  # (an agent id with U+0000): its digest
+            dedupe = "sha256:" + hashlib.sha256(dedupe.encode("utf-8", "surrogatepass")).hexdigest()
         if dedupe is not None:
             a = schema.analytics_events.c
             seen = select(a.id).where(a.company_id == company_id, a.dedupe == dedupe)

@@ -29,15 +29,18 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from widget.settings import SettingsError
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # pg_advisory_xact_lock key held while migrating: "widget migrate" as a 64-bit number.
 MIGRATION_LOCK = int.from_bytes(b"widgetmg", "big") >> 1
 CONNECT_TIMEOUT = 10  # seconds for a PostgreSQL connection (asyncpg's default is 60)
 
 
-class StoreUnavailable(Exception):
-    """The store cannot be opened: the message is one line naming the database (its
-    password hidden) and the reason."""
+class StoreUnavailable(SettingsError):
+    """The store of WIDGET_DATABASE_URL cannot be opened: the message is one line naming
+    the database (its password hidden) and the reason. A ``SettingsError``, as the
+    broker's ``BrokerUnavailable`` is: the CLI prints it as one line and exits 2."""
 
 
 def _parse(url: str) -> URL:
