@@ -233,6 +233,7 @@ async def test_non_embed_responses_cannot_be_framed(api: httpx.AsyncClient, path
     assert re.fullmatch(r"app;dur=\d+\.\d\d", response.headers["server-timing"])
 
 
+@pytest.mark.sqlite_only("holds SQLite's single writer; PostgreSQL has none to hold (writes of other rows never wait)")
 async def test_a_repeated_beacon_costs_no_write(api: httpx.AsyncClient, runtime: Runtime) -> None:
     """While another transaction holds the store's writer, a repeated ``displayed``
     beacon still answers (it is found by a read); a first one waits for the writer."""
