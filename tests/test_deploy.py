@@ -29,7 +29,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -765,18 +765,12 @@ async def test_a_replica_restart_closes_its_streams_and_they_resume_on_the_other
     assert [holder.address, other.address] in after_stop, after_stop
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "widget/stream.py: at SIGTERM sse-starlette cancels the stream without its last chunk "
-    "(uvicorn: 'ASGI callable returned without completing response'), so nginx logs "
-    "'upstream prematurely closed connection' with the request line, ?token= included, "
-    "for every open stream. Ending the generator on EventSourceResponse(shutdown_event=...) "
-    "would end the response cleanly. Browsers reconnect either way."))
 async def test_a_replica_stopping_ends_its_streams_cleanly(stack: Stack, http: httpx.AsyncClient) -> None:
     token = await mint(stack, http, "room-1")
     async with http.stream("GET", f"{stack.url}/embed/rooms/room-1/events", params={"token": token}) as response:
         stream = EventStream(response)
         await stream.room(timeout=3)
-        app = next(app for app in stack.apps if await open_streams(app) == 1)
+        [app] = [app for app in stack.apps if await open_streams(app) == 1]
         assert app.process is not None
         app.process.process.send_signal(signal.SIGTERM)
         while await stream.next(timeout=8) is not None:

@@ -30,10 +30,34 @@ from starlette.routing import Route
 
 from widget import metrics, rooms
 from widget.broker import Message, Resync, room_channel
+from widget.broker.fanout import Subscriber
 from widget.embed import authorize
 from widget.runtime import Runtime
 
 RETRY_MS = 2000
+SHUTDOWN_GRACE = 3.0  # seconds; below uvicorn's graceful-shutdown timeout (cli: 5 s)
+
+
+class EndOnShutdown:
+    """Handed to sse-starlette as its ``shutdown_event``: when the server shuts down it
+    calls ``set()``, which closes the stream's subscription, so the generator returns
+    and the response ends with its last chunk instead of being cut (a proxy would log
+    a cut stream as an error, request line and token included). The browser then
+    reconnects after ``retry`` and resumes with ``Last-Event-ID`` on another process."""
+
+    def __init__(self) -> None:
+        self.subscription: Subscriber | None = None
+        self.happened = False
+
+    def set(self) -> None:
+        self.happened = True
+        if self.subscription is not None:
+            self.subscription.close()
+
+    def watch(self, subscription: Subscriber) -> None:
+        self.subscription = subscription
+        if self.happened:
+            subscription.close()
 
 
 def _room_event(snapshot: dict, *, retry: int | None = None) -> ServerSentEvent:
@@ -80,7 +104,8 @@ async def _read_room(rt: Runtime, company_id: str, room_id: str, marker: Resync)
 
 
 async def room_events(
-    rt: Runtime, company_id: str, room_id: str, expires_at: int, last_event_id: str | None
+    rt: Runtime, company_id: str, room_id: str, expires_at: int, last_event_id: str | None,
+    shutdown: EndOnShutdown | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
     loop = asyncio.get_running_loop()
     recheck = rt.settings.stream_recheck if rt.broker.may_lose_messages else 0.0
@@ -90,6 +115,8 @@ async def room_events(
     # The gauge also goes down when the client goes away (the generator is closed).
     with metrics.OPEN_STREAMS.track_inprogress():
         async with rt.broker.subscribe(room_channel(company_id, room_id)) as subscription:
+            if shutdown is not None:
+                shutdown.watch(subscription)
             snapshot = await rooms.current(rt, company_id, room_id)
             shown = snapshot["version"]
             if last_event_id == str(shown):
@@ -109,7 +136,7 @@ async def room_events(
                     if loop.time() < next_check:
                         continue  # the token's time: checked above
                     item = _RECHECK
-                if item is None:  # broker closed: the app is shutting down
+                if item is None:  # the server is shutting down (or its broker closed)
                     return
                 item = _newest([item, *subscription.drain()])
                 if isinstance(item, Resync):
@@ -132,10 +159,13 @@ async def events(request: Request) -> Response:
     claims = authorize(request)
     rt: Runtime = request.app.state.runtime
     last_event_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    shutdown = EndOnShutdown()
     return EventSourceResponse(
-        room_events(rt, claims["company"], claims["room_id"], claims["exp"], last_event_id),
+        room_events(rt, claims["company"], claims["room_id"], claims["exp"], last_event_id, shutdown),
         ping=rt.settings.sse_ping,
         headers={"Cache-Control": "no-store"},
+        shutdown_event=shutdown,  # type: ignore[arg-type]  # only its set() is called
+        shutdown_grace_period=SHUTDOWN_GRACE,
     )
 
 
