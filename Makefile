@@ -16,7 +16,8 @@ install: $(STAMP)
 
 # From the OS packages when missing: Chromium for the e2e suite, promtool (Debian package
 # prometheus) for tests/test_monitoring.py, the Redis and PostgreSQL 15 servers the scale
-# stack's test run starts (tests/redis_support.py, tests/postgres_support.py). One
+# stack's test run starts (tests/redis_support.py, tests/postgres_support.py), nginx and
+# openssl for tests/test_deploy.py (the proxy in front of two processes, its TLS). One
 # apt-get update, only if something is missing.
 PG_BIN ?= /usr/lib/postgresql/15/bin
 system-deps:
@@ -25,6 +26,8 @@ system-deps:
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	test -x $(PG_BIN)/initdb || missing="$$missing postgresql-15"; \
+	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
 run: $(STAMP)
