@@ -33,6 +33,11 @@ from widget.errors import validation_failed
 # Exactly the characters Python's str.isspace() accepts: a name needs one outside them.
 WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NOT_BLANK = f"[^{WHITESPACE}]"
+# Stored text never holds U+0000: PostgreSQL's text cannot (SQLite's can), so no
+# backend takes it and the document says so (a name: not blank, and no U+0000).
+NUL = "\x00"
+NO_NUL = r"^[^\x00]*$"
+NAME_PATTERN = rf"^[^\x00]*[^{WHITESPACE}\x00][^\x00]*$"
 ROOM_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 # An absolute http(s) URL whose host is a plain name or IPv4 address (no user info, no
 # IPv6 literal), an optional numeric port, then any path, query and fragment without
@@ -54,8 +59,8 @@ def _integral(value: Any) -> Any:
 # as pydantic's "gt" instead of "exclusiveMinimum".
 Integral = BeforeValidator(_integral)
 
-Name = Annotated[StrictStr, StringConstraints(max_length=255, pattern=NOT_BLANK)]
-Text = Annotated[StrictStr, StringConstraints(max_length=255)]
+Name = Annotated[StrictStr, StringConstraints(max_length=255, pattern=NAME_PATTERN)]
+Text = Annotated[StrictStr, StringConstraints(max_length=255, pattern=NO_NUL)]
 RoomId = Annotated[StrictStr, StringConstraints(max_length=128, pattern=ROOM_ID_PATTERN)]
 Url = Annotated[StrictStr, StringConstraints(max_length=2048, pattern=HTTP_URL)]
 RecordRef = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
@@ -82,7 +87,7 @@ class RecordIn(Body):
         description="A contact of this company (an integer is taken as its decimal string). An unknown "
         "or deleted contact does not fail the create: the record is created without a contact.",
     )
-    creator_flag: Annotated[StrictStr, StringConstraints(max_length=64)] | None = Field(
+    creator_flag: Annotated[StrictStr, StringConstraints(max_length=64, pattern=NO_NUL)] | None = Field(
         default=None, description='"bot" or "agentic_ai" mark a bot/AI record; any other value is stored as given.'
     )
     source: Text | None = None
@@ -188,6 +193,8 @@ _MESSAGES = {
 }
 _PATTERN_MESSAGES = {
     NOT_BLANK: "must not be blank",
+    NAME_PATTERN: "must not be blank",
+    NO_NUL: "must not contain the NUL character (U+0000)",
     ROOM_ID_PATTERN: "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -",
     HTTP_URL: "must be an absolute http(s) URL",
 }
@@ -202,6 +209,8 @@ def _message(err: Any, field: str, immutable: frozenset[str]) -> str:
     if kind == "string_too_short":
         return "must not be empty"
     if kind == "string_pattern_mismatch":
+        if NUL in str(err["input"]):
+            return _PATTERN_MESSAGES[NO_NUL]
         return _PATTERN_MESSAGES[err["ctx"]["pattern"]]
     if kind != "missing" and err["input"] is None:
         return "must not be null"
