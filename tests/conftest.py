@@ -46,10 +46,26 @@ def widget_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         if name.startswith("WIDGET_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("WIDGET_DATA_DIR", str(tmp_path / "data"))
-    # Scale stack: a database of its own, empty as a new data dir's SQLite file would be.
-    for name, value in stack_env(tmp_path / "data", migrated=False).items():
-        monkeypatch.setenv(name, value)
     return tmp_path
+
+
+@pytest.fixture
+def widget_stack_env(widget_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``widget_env`` on the stack under test: on the scale stack WIDGET_DATABASE_URL
+    names a database of the test's own, empty as a new data dir's SQLite file would
+    be, and WIDGET_BROKER_URL the session's Redis."""
+    for name, value in stack_env(widget_env / "data", migrated=False).items():
+        monkeypatch.setenv(name, value)
+    return widget_env
+
+
+_SUMMARY = pytest.StashKey[str | None]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    line = terminalreporter.config.stash.get(_SUMMARY, None)
+    if line:
+        terminalreporter.write_line(line)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -69,6 +85,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if SCALE:
         from tests import postgres_support
 
+        session.config.stash[_SUMMARY] = postgres_support.summary()
         postgres_support.stop()
         if importlib.util.find_spec("tests.redis_support") is not None:
             from tests import redis_support

@@ -28,7 +28,7 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def cli_env(widget_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def cli_env(widget_stack_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("WIDGET_SECRET_KEYS", "cli-test-key-0123456789")
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -37,7 +37,8 @@ from tests.helpers import assert_error, deal
 from tests.support import SCALE, head_revision, make_settings, schema_revision, seed_company, stack_env
 from tests.worker_support import bot_record, entry, worker_runtime
 from widget.broker import room_channel
-from widget.runtime import open_runtime, system_clock
+from widget.errors import Invalid
+from widget.runtime import Runtime, open_runtime, system_clock
 from widget.store import Store, StoreUnavailable, schema
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -396,20 +397,27 @@ def test_the_stack_under_test(tmp_path: Path) -> None:
 
 # -- U+0000 ---------------------------------------------------------------------------
 
-async def test_text_with_nul_is_refused_or_not_found_alike_on_both_stacks(api: httpx.AsyncClient) -> None:
-    """PostgreSQL text cannot hold U+0000 (SQLite's can): the store refuses it on both,
-    so the API answers the same everywhere, and never 5xx."""
+async def test_text_with_nul_is_refused_or_not_found_alike_on_both_stacks(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """PostgreSQL text cannot hold U+0000 (SQLite's can): the document says no text
+    field takes it, the API refuses it (422) and a lookup by it finds nothing (404),
+    on both stacks alike, never a 5xx. The store refuses it too, behind the API."""
     error = assert_error(await api.post("/api/v1/deals", json=deal(name="a\x00b", source="\x00")),
                          422, "validation_failed", {"name", "source"})
-    assert "NUL" in error["details"][0]["message"]
+    assert all("NUL" in d["message"] for d in error["details"]), error
     assert_error(await api.post("/api/v1/contacts", json={"name": "Budi", "phone": "\x00"}),
                  422, "validation_failed", {"phone"})
-    made = await api.post("/api/v1/deals", json=deal(contact_id="c\x00"))  # no such contact: created without
-    assert made.status_code == 201 and made.json()["contact_id"] is None
-    record_id = made.json()["id"]
+    assert_error(await api.post("/api/v1/deals", json=deal(contact_id="c\x00", creator_flag="b\x00")),
+                 422, "validation_failed", {"contact_id", "creator_flag"})
+    record_id = (await api.post("/api/v1/deals", json=deal())).json()["id"]
     assert_error(await api.patch(f"/api/v1/deals/{record_id}", json={"stage": "\x00"}),
                  422, "validation_failed", {"stage"})
     for method in ("GET", "PATCH", "DELETE"):
         response = await api.request(method, "/api/v1/deals/%00", json={"stage": "x"} if method == "PATCH" else None)
         assert_error(response, 404, "not_found")
     assert (await api.get(f"/api/v1/deals/{record_id}")).json()["stage"] == "New"
+    with pytest.raises(Invalid) as refused:  # the store's own guard
+        await runtime.store.create_contact({"id": "ct_1", "company_id": "acme", "name": "\x00", "phone": None,
+                                            "email": None, "created_at": 0})
+    assert refused.value.details == [{"field": "name", "message": "must not contain the NUL character (U+0000)"}]
