@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import Any
 
@@ -97,6 +98,16 @@ def assert_prd_properties(name: str, props: dict[str, Any]) -> None:
     if name in RECORD_SCOPED:
         assert ("deal_id" in props) != ("ticket_id" in props), (name, props)
     assert RFC3339_US.fullmatch(str(props["timestamp"])), props
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def snapshot_of(message: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from starlette.applications import Starlette
 
+from tests.helpers import wait_for
 from tests.support import FakeClock, LiveServer, Tenant, asgi_client, make_settings
 from widget import companies, records
 from widget.events import EVENTS
@@ -90,15 +91,6 @@ async def scrape(http: httpx.AsyncClient) -> tuple[dict[str, str], Samples, str]
     response = await http.get("/metrics")
     assert response.status_code == 200, response.text
     return (*parse(response.text), response.text)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 # -- the endpoint ---------------------------------------------------------------------------

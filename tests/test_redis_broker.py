@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 from httpx_sse import connect_sse
 from redis.exceptions import RedisError
 
-from tests.helpers import next_after_quiet, next_message
+from tests.helpers import next_after_quiet, next_message, wait_for
 from tests.redis_support import RedisServer
 from tests.support import LiveServer, asgi_client, make_settings, new_tenant, running_app, seed_company
 from widget.app import create_app
@@ -351,15 +351,6 @@ def watching(servers: list[LiveServer], token: str, per_server: int) -> Iterator
             watcher.join(5)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def ready(server: LiveServer) -> int:
     return httpx.get(f"{server.url}/readyz", timeout=5).status_code
 
@@ -382,7 +373,7 @@ def test_the_bar_redis_restarted_under_8_streams_on_2_workers(tmp_path: Path, ou
             assert asyncio.run(count_subscriptions(outage_server, room_channel(tenant.id, "room-1"))) == 2
 
             outage_server.stop()
-            assert wait_until(lambda: ready(first) == 503 and ready(second) == 503, 5)
+            assert wait_for(lambda: ready(first) == 503 and ready(second) == 503, 5)
             for stage in ("Qualified", "Proposal", "Negotiation"):
                 assert api.patch(f"/api/v1/deals/{deal['id']}", json={"stage": stage}).status_code == 200
             with httpx.Client(base_url=second.url, headers=tenant.headers, timeout=10) as other:
@@ -396,7 +387,7 @@ def test_the_bar_redis_restarted_under_8_streams_on_2_workers(tmp_path: Path, ou
             reads = [count_reads(server) for server in (first, second)]
             outage_server.start()
             back = time.monotonic()
-            reached = wait_until(lambda: all(w.latest == latest for w in watchers), 5)
+            reached = wait_for(lambda: all(w.latest == latest for w in watchers), 5)
             took = [next(t for t, v in w.seen if v == latest) - back for w in watchers if w.latest == latest]
             print(f"\nthe bar: {len(took)}/8 streams on version {latest}; "
                   f"time to latest after Redis was back: max {max(took, default=float('nan')):.2f} s, "
@@ -405,11 +396,11 @@ def test_the_bar_redis_restarted_under_8_streams_on_2_workers(tmp_path: Path, ou
             assert max(took) < 5
             assert all(w.versions == [1, latest] for w in watchers)  # the stored state, once
             assert [len(calls) for calls in reads] == [1, 1]  # per worker one read of the room, shared
-            assert wait_until(lambda: ready(first) == 200 and ready(second) == 200, 5)
+            assert wait_for(lambda: ready(first) == 200 and ready(second) == 200, 5)
 
             # The live path is back too: the next change reaches every stream.
             api.patch(f"/api/v1/deals/{deal['id']}", json={"stage": "Won"})
-            assert wait_until(lambda: all(w.latest == latest + 1 for w in watchers), 3)
+            assert wait_for(lambda: all(w.latest == latest + 1 for w in watchers), 3)
 
         assert all(w.error is None for w in watchers), [w.error for w in watchers]
         # Per worker one warning for the outage and one info line after it; the failed
@@ -461,11 +452,11 @@ def test_a_lost_message_heals_by_the_streams_timed_re_read(tmp_path: Path, redis
             created = lost.post("/api/v1/deals", json=DEAL)
             assert created.status_code == 201
             started_at = time.monotonic()
-            assert wait_until(lambda: all(w.latest == 1 for w in healed), 3), [w.versions for w in healed]
+            assert wait_for(lambda: all(w.latest == 1 for w in healed), 3), [w.versions for w in healed]
             print(f"\nlost message healed by the timed re-read in "
                   f"{max(next(t for t, v in w.seen if v == 1) for w in healed) - started_at:.2f} s")
             api.patch(f"/api/v1/deals/{created.json()['id']}", json={"stage": "Won"})  # published
-            assert wait_until(lambda: all(w.latest == 2 for w in [*healed, plain]), 3)
+            assert wait_for(lambda: all(w.latest == 2 for w in [*healed, plain]), 3)
             assert plain.versions == [0, 2]  # never saw 1: the re-read did it
             assert all(w.versions == [0, 1, 2] for w in healed)
 

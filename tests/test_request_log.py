@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import wait_for
 from tests.support import FakeClock, LiveServer, Tenant, WidgetLog, make_settings, mint_token, seed_company
 from widget import logs
 from widget.app import create_app
@@ -111,15 +112,6 @@ def recorder(live: tuple[LiveServer, Tenant]) -> Iterator[Recorder]:
     finally:
         for logger in loggers:
             logger.removeHandler(handler)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_a_client_gone_mid_body_is_a_499_at_info_and_no_error(
