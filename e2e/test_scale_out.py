@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from playwright.sync_api import Page, expect
 from e2e.conftest import expect_state, open_tab
 from e2e.stack import Stack, start_stack
 from tests.redis_support import RedisServer
-from tests.support import free_port
+from tests.support import free_port, wait_ready
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -52,16 +51,7 @@ def two_workers(tmp_path: Path, redis: RedisServer) -> Iterator[tuple[Stack, str
                                     env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert worker_b.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "worker B did not start"
-            time.sleep(0.1)
+        wait_ready(url, worker_b, log)
         yield stack, url
     finally:
         worker_b.kill()

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -258,3 +259,17 @@ class Clocked:
     tenant: Tenant
     http: httpx.AsyncClient
     clock: FakeClock
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    """Until the ``widget serve`` at ``url`` answers ``/readyz``; its log if it died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} not ready: {log.read_text()}"
+        time.sleep(0.1)

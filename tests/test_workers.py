@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from tests.redis_support import RedisServer
-from tests.support import free_port, stack_env
+from tests.support import free_port, stack_env, wait_ready
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 STREAMS = 6
@@ -42,16 +41,7 @@ def two_process_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
                                   cwd=CHECKOUT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_ready(url, server, log)
         yield url, headers
     finally:
         server.terminate()
