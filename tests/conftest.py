@@ -94,14 +94,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _stack_databases() -> Iterator[None]:
+def _stack_databases(request: pytest.FixtureRequest) -> Iterator[None]:
     """Scale stack: the test's databases go back to the pool when it is over (after
     every other fixture of the test has closed its engines)."""
     yield
     if SCALE:
         from tests import postgres_support
 
-        postgres_support.forget_databases()
+        postgres_support.forget_databases(request.node.nodeid)
 
 
 @pytest.fixture

@@ -192,7 +192,7 @@ class Session:
         self.ready_in = time.monotonic() - began
         self.created = 0
         self.handed_out = 0
-        self.left_connected: list[str] = []  # databases given back with connections still open
+        self.left_connected: list[str] = []  # who gave a database back with connections still open
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
         self._by_data_dir: dict[str, _Database] = {}
@@ -230,17 +230,18 @@ class Session:
     def _new_name(self) -> str:
         return f"t_{next(self._numbers)}"
 
-    def forget_databases(self) -> None:
-        """Give back every database handed out so far (after a test), without waiting."""
+    def forget_databases(self, owner: str = "") -> None:
+        """Give back every database handed out so far (after the test ``owner``),
+        without waiting."""
         with self._lock:
             databases, self._by_data_dir = list(self._by_data_dir.values()), {}
             self._returns = [f for f in self._returns if not f.done()]
-            self._returns += [self.admin.submit(self._give_back(db)) for db in databases]
+            self._returns += [self.admin.submit(self._give_back(db, owner)) for db in databases]
 
-    async def _give_back(self, db: _Database) -> None:
+    async def _give_back(self, db: _Database, owner: str) -> None:
         async with self._pool:
             try:
-                if db.migrated and await self._reset(db):
+                if db.migrated and await self._reset(db, owner):
                     self._free.append(db)
                     return
             except Exception:  # noqa: BLE001 - not reusable: dropped below
@@ -248,20 +249,23 @@ class Session:
             await db.close()
             await self._sql(f"DROP DATABASE IF EXISTS {db.name} WITH (FORCE)")
 
-    async def _reset(self, db: _Database) -> bool:
+    async def _reset(self, db: _Database, owner: str) -> bool:
         await db.close()
         await self._sql(f"ALTER DATABASE {db.name} WITH ALLOW_CONNECTIONS false")
-        for _ in range(1000):  # end the test's connections; a dying backend may still commit
-            others = await self._fetchval(
-                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()) ended", db.name)
-            if not others:
+        for _ in range(50):  # connections closed at the test's end may take a moment to go
+            if not await self._fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", db.name):
                 break
-            if _ == 0:
-                self.left_connected.append(db.name)
             await asyncio.sleep(0.002)
         else:
-            return False
+            self.left_connected.append(owner or db.name)
+            for _ in range(1000):  # end them; a dying backend may still commit
+                if not await self._fetchval(
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND pid <> pg_backend_pid()) ended", db.name):
+                    break
+                await asyncio.sleep(0.002)
+            else:
+                return False
         name = self._new_name()
         await self._sql(f"ALTER DATABASE {db.name} RENAME TO {name}")
         await self._sql(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")
@@ -379,13 +383,14 @@ def summary() -> str | None:
     line = (f"PostgreSQL: server up in {s.started_in:.1f} s, template migrated by {s.ready_in:.1f} s; "
             f"{s.handed_out} databases handed out, {s.created} created")
     if s.left_connected:
-        line += f"; {len(s.left_connected)} given back with connections still open (ended, renamed)"
+        line += (f"; {len(s.left_connected)} given back with connections still open (ended, renamed): "
+                 + ", ".join(sorted(set(s.left_connected))))
     return line
 
 
-def forget_databases() -> None:
+def forget_databases(owner: str = "") -> None:
     if _session is not None:
-        _session.forget_databases()
+        _session.forget_databases(owner)
 
 
 def stop() -> None:
