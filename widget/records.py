@@ -39,7 +39,9 @@ async def create(
     happened: list[Event] = []
 
     def creation_events(record: Row) -> list[tuple[str, Row]]:
-        """Built from the stored record (its ``created_at``) inside the transaction."""
+        """Built from the stored record (its ``created_at``) inside the transaction;
+        logged once it committed."""
+        happened.clear()  # should the transaction ever run again, its events are new
         timestamp = rfc3339(record["created_at"])
         if failure:
             happened.append(events.about(
