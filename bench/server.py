@@ -1,0 +1,150 @@
+"""Our real server for the benchmarks: ``widget serve`` as a subprocess (uvicorn with
+uvloop + httptools, as deployed), on a temp data dir, with a company and its API key.
+
+Stacks: ``sqlite`` (SQLite file + memory:// broker, the embedded default) and ``scale``
+(a private PostgreSQL 15 + Redis, started once per bench process by the test suite's
+helpers and stopped at exit). The server's output goes to ``<tmp>/widget-serve.log``,
+never to the printed table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support import free_port, wait_ready
+
+STACKS = ("sqlite", "scale")
+COMPANY = "bench"
+FRAME_ORIGIN = "http://localhost:8001"
+# The record API's per-company rate limit is off: the bench is one company driving
+# hundreds of creates a second, which the limit (50/s by default) exists to refuse.
+DEFAULTS = {
+    "WIDGET_SECRET_KEYS": "bench-key-0123456789abcdef",
+    "WIDGET_LOG_FORMAT": "json",
+    "WIDGET_RATE_LIMIT": "0",
+}
+
+
+def raise_fd_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit (the servers started later inherit it):
+    the stream figures hold thousands of connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def stack_env(stack: str, data_dir: Path) -> dict[str, str]:
+    """The database and broker URLs of a stack, for a server on ``data_dir``."""
+    if stack == "sqlite":
+        return {"WIDGET_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'widget.db'}", "WIDGET_BROKER_URL": "memory://"}
+    if stack == "scale":
+        from tests import postgres_support, redis_support
+
+        return {"WIDGET_DATABASE_URL": postgres_support.database_url(data_dir),
+                "WIDGET_BROKER_URL": redis_support.broker_url()}
+    raise ValueError(f"stack must be one of {STACKS}, not {stack!r}")
+
+
+def settings_env(**settings: str) -> dict[str, str]:
+    """``sse_ping="1"`` or ``WIDGET_SSE_PING="1"`` → ``{"WIDGET_SSE_PING": "1"}``."""
+    return {(k.upper() if k.upper().startswith("WIDGET_") else f"WIDGET_{k.upper()}"): str(v)
+            for k, v in settings.items()}
+
+
+@dataclass
+class Server:
+    stack: str
+    url: str
+    process: subprocess.Popen[bytes]
+    api_key: str
+    env: dict[str, str]  # the WIDGET_* settings it runs with
+    log: Path
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=10)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def mint_token(self, room_id: str) -> str:
+        response = self.http.post("/api/v1/embed-tokens", json={"room_id": room_id, "agent_id": "bench"})
+        response.raise_for_status()
+        return response.json()["token"]
+
+    def rss_kb(self) -> int:
+        """Resident memory of the serving process (``VmRSS``)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+
+    def close(self) -> None:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def _widget(*argv: str, env: dict[str, str], **options: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "widget", *argv], env=env, **options)  # type: ignore[call-overload]
+
+
+@contextmanager
+def start_widget(stack: str, tmp: Path, **settings: str) -> Iterator[Server]:
+    """``widget serve`` on a free port of 127.0.0.1, data in ``tmp/data``; ``settings``
+    are more WIDGET_* settings (``sse_ping="1"``)."""
+    raise_fd_limit()
+    data_dir = tmp / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {
+        **DEFAULTS,
+        "WIDGET_DATA_DIR": str(data_dir),
+        "WIDGET_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        **stack_env(stack, data_dir),
+        **settings_env(**settings),
+    }
+    process_env = {**os.environ, **env}
+    created = subprocess.run(
+        [sys.executable, "-m", "widget", "company", "create", COMPANY, "--name", "Bench",
+         "--frame-origin", FRAME_ORIGIN, "--json"],
+        env=process_env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    if created.returncode != 0:
+        raise RuntimeError(f"widget company create failed: {created.stderr.strip()}")
+    api_key = json.loads(created.stdout)["api_key"]
+    log = tmp / "widget-serve.log"
+    with open(log, "ab") as out:
+        process = _widget("serve", "--port", str(port), env=process_env, stdout=out, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, start_new_session=True)
+    server = Server(stack, f"http://127.0.0.1:{port}", process, api_key, env, log)
+    try:
+        wait_ready(server.url, process, log, timeout=60)
+        yield server
+    finally:
+        server.close()
