@@ -13,8 +13,10 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -93,25 +95,86 @@ class Server:
         return response.json()["token"]
 
     def rss_kb(self) -> int:
-        """Resident memory of the serving process (``VmRSS``)."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+        return rss_kb(self.pid)
 
     def close(self) -> None:
         self.http.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        stop(self.process)
+
+
+@dataclass
+class Baseline:
+    """A baseline server (``bench/baselines/``) running as a subprocess."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.pid)
+
+    def close(self) -> None:
+        stop(self.process)
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process (``VmRSS``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def baseline_database(stack: str, tmp: Path) -> str:
+    """Where a baseline writes on a stack: a SQLite file in ``tmp``, or a PostgreSQL
+    database of its own on the stack's server (for asyncpg itself)."""
+    if stack == "sqlite":
+        return str(tmp / "baseline.db")
+    url = stack_env(stack, tmp / "baseline")["WIDGET_DATABASE_URL"]
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@contextmanager
+def start_baseline(module: str, tmp: Path, **env: str) -> Iterator[Baseline]:
+    """``python -m <module> --port P`` on a free port with ``env`` added; ready once it
+    accepts a connection (uvicorn listens after its lifespan started). Output goes to
+    ``tmp/<module>.log``."""
+    raise_fd_limit()
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = tmp / f"{module.rsplit('.', 1)[-1]}.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", str(port)], env={**os.environ, **env},
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    baseline = Baseline(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{module} did not start: {log.read_text()[-2000:]}")
             try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
-def _widget(*argv: str, env: dict[str, str], **options: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "widget", *argv], env=env, **options)  # type: ignore[call-overload]
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield baseline
+    finally:
+        baseline.close()
 
 
 @contextmanager
@@ -140,8 +203,9 @@ def start_widget(stack: str, tmp: Path, **settings: str) -> Iterator[Server]:
     api_key = json.loads(created.stdout)["api_key"]
     log = tmp / "widget-serve.log"
     with open(log, "ab") as out:
-        process = _widget("serve", "--port", str(port), env=process_env, stdout=out, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "widget", "serve", "--port", str(port)], env=process_env,
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     server = Server(stack, f"http://127.0.0.1:{port}", process, api_key, env, log)
     try:
         wait_ready(server.url, process, log, timeout=60)
