@@ -178,9 +178,10 @@ def start_baseline(module: str, tmp: Path, **env: str) -> Iterator[Baseline]:
 
 
 @contextmanager
-def start_widget(stack: str, tmp: Path, **settings: str) -> Iterator[Server]:
-    """``widget serve`` on a free port of 127.0.0.1, data in ``tmp/data``; ``settings``
-    are more WIDGET_* settings (``sse_ping="1"``)."""
+def start_widget(stack: str, tmp: Path, *, frame_origin: str = FRAME_ORIGIN, **settings: str) -> Iterator[Server]:
+    """``widget serve`` on a free port of 127.0.0.1, data in
+    ``tmp/data``, its company framed by ``frame_origin``; ``settings`` are more
+    WIDGET_* settings (``sse_ping="1"``)."""
     raise_fd_limit()
     data_dir = tmp / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -195,7 +196,7 @@ def start_widget(stack: str, tmp: Path, **settings: str) -> Iterator[Server]:
     process_env = {**os.environ, **env}
     created = subprocess.run(
         [sys.executable, "-m", "widget", "company", "create", COMPANY, "--name", "Bench",
-         "--frame-origin", FRAME_ORIGIN, "--json"],
+         "--frame-origin", frame_origin, "--json"],
         env=process_env, capture_output=True, text=True, timeout=120, check=False,
     )
     if created.returncode != 0:
