@@ -19,13 +19,14 @@ import pytest
 from starlette.applications import Starlette
 
 from tests.support import (
-    SCALE,
-    STACK,
     Clocked,
     FakeClock,
     LiveServer,
+    SCALE,
+    STACK,
     Tenant,
     WidgetLog,
+    WidgetServer,
     asgi_client,
     make_settings,
     new_tenant,
@@ -185,3 +186,13 @@ def _restore_logging() -> Iterator[None]:
         logger.propagate = propagate
         logger.setLevel(level)
         logger.disabled = disabled
+
+
+@pytest.fixture
+def widget_server(tmp_path: Path) -> Iterator[WidgetServer]:
+    """A ``widget serve`` process of the test's own (started by the test), killed at the end."""
+    server = WidgetServer(tmp_path)
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from html.parser import HTMLParser
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 
 from widget.rooms import PUBLISHED_AT
+from widget.runtime import Runtime
 
 RFC3339_US = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 DEAL_KEYS = {"id", "name", "stage", "pipeline", "room_id", "contact_id", "creator_flag",
@@ -150,3 +153,38 @@ def audit(html: str) -> _Audit:
     parser = _Audit()
     parser.feed(html)
     return parser
+
+
+async def rows_of(rt: Runtime, query: Any) -> list[dict[str, Any]]:
+    """A test's own query, straight on the store's database."""
+    return await rt.store.db.read(lambda conn: [dict(row._mapping) for row in conn.execute(query)])
+
+
+async def scalar_of(rt: Runtime, query: Any) -> Any:
+    return await rt.store.db.read(lambda conn: conn.execute(query).scalar_one())
+
+
+async def execute(rt: Runtime, statement: Any) -> None:
+    """A test's own write (e.g. what the worker would have written), in one transaction."""
+    await rt.store.db.write(lambda conn: conn.execute(statement))
+
+
+async def hold_the_write_lock(db: Any) -> tuple[threading.Event, asyncio.Future[Any]]:
+    """What another process writing does to a SQLite store: a connection of its own
+    holds the database's write lock (``BEGIN IMMEDIATE``) until the returned event is
+    set; the future is that holder, done once it let go."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(db.engine.url.database, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            entered.set()
+            release.wait(10)
+            other.execute("COMMIT")
+        finally:
+            other.close()
+
+    holding = asyncio.ensure_future(asyncio.to_thread(hold))
+    await asyncio.to_thread(entered.wait, 10)
+    return release, holding

@@ -10,9 +10,11 @@ import asyncio
 import importlib.util
 import logging
 import os
+import signal
 import socket
-import threading
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +37,9 @@ from widget.settings import Settings, load_settings
 
 T0 = to_micros(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
 DEFAULT_ORIGINS = ["http://localhost:8001", "https://inbox.example.com"]
+
+
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 class FakeClock:
@@ -273,3 +278,55 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
             pass
         assert time.monotonic() < deadline, f"{url} not ready: {log.read_text()}"
         time.sleep(0.1)
+
+
+class WidgetServer:
+    """``python -m widget serve`` (embedded worker) on a fixed port and data dir; each
+    start is a new process; ``kill`` is SIGKILL. Its stderr goes to ``serve-N.log``."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")} | {
+            "WIDGET_DATA_DIR": str(tmp_path / "data"), "WIDGET_SECRET_KEYS": "test-key-0123456789abcdef",
+            "WIDGET_PUBLIC_URL": self.url, "WIDGET_LOG_FORMAT": "json", "WIDGET_RATE_LIMIT": "0",
+            "WIDGET_EMBEDDED_WORKER": "true", **stack_env(tmp_path / "data"),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "widget", *args], env=self.env, cwd=CHECKOUT,
+                              capture_output=True, timeout=30)
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.decode()
+
+    def log(self, n: int) -> Path:
+        return self.tmp_path / f"serve-{n}.log"
+
+    async def start(self) -> None:
+        self.starts += 1
+        with open(self.log(self.starts), "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "widget", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=self.env, cwd=CHECKOUT, stdout=log, stderr=log,
+            )
+        deadline = time.monotonic() + 20
+        async with httpx.AsyncClient(timeout=1) as http:
+            while True:
+                assert self.process.poll() is None, self.log(self.starts).read_text()
+                assert time.monotonic() < deadline, "widget serve did not start"
+                try:
+                    if (await http.get(f"{self.url}/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None

@@ -283,11 +283,11 @@ async def test_a_process_told_not_to_migrate_leaves_the_schema_alone(tmp_path: P
 
     settings = make_settings(tmp_path, migrate_on_start=False)
     async with running_app(settings) as application:
-        async with application.state.runtime.store.engine.connect() as conn:
-            assert await conn.run_sync(lambda sync: inspect(sync).get_table_names()) == []
+        db = application.state.runtime.store.db
+        assert await db.read(lambda conn: inspect(conn).get_table_names()) == []
     async with running_app(make_settings(tmp_path)) as application:  # control: the default migrates
-        async with application.state.runtime.store.engine.connect() as conn:
-            assert "deals" in await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        db = application.state.runtime.store.db
+        assert "deals" in await db.read(lambda conn: inspect(conn).get_table_names())
 
 
 @pytest.mark.parametrize("url, reason", [

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.helpers import audit
+from tests.helpers import audit, hold_the_write_lock
 from tests.support import FakeClock, Tenant, mint_token, new_tenant
 from widget.runtime import Runtime
 
@@ -244,15 +244,7 @@ async def test_a_repeated_beacon_costs_no_write(api: httpx.AsyncClient, runtime:
     beacon = {"event": "displayed", "kind": "deal", "id": deal["id"]}
     url = f"/embed/rooms/room-1/telemetry?token={token}"
     assert (await api.post(url, json=beacon)).status_code == 204
-    holding, release = asyncio.Event(), asyncio.Event()
-
-    async def hold_the_writer() -> None:
-        async with runtime.store._write():
-            holding.set()
-            await release.wait()
-
-    holder = asyncio.create_task(hold_the_writer())
-    await holding.wait()
+    release, holder = await hold_the_write_lock(runtime.store.db)
     try:
         repeat = await asyncio.wait_for(api.post(url, json=beacon), 2)
         assert repeat.status_code == 204

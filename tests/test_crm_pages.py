@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select, update
 from starlette.applications import Starlette
 
-from tests.helpers import audit
+from tests.helpers import audit, execute, rows_of
 from tests.support import FakeClock, asgi_client, make_settings, mint_token, new_tenant, running_app
 from widget import chat_panel as chat_panel_api, rendering, timeline
 from widget.embed_tokens import crm_link
@@ -107,9 +107,8 @@ async def create(api: httpx.AsyncClient, kind: str, **fields: Any) -> dict[str, 
 async def set_preview(runtime: Runtime, record_id: str, status: str, messages: list[dict] | None) -> None:
     """What the worker does once it has the chat history (straight into the table)."""
     t = schema.timeline_entries
-    async with runtime.store.engine.begin() as conn:
-        await conn.execute(update(t).where(t.c.record_id == record_id).values(
-            chat_preview=json.dumps(messages) if messages is not None else None, chat_preview_status=status))
+    await execute(runtime, update(t).where(t.c.record_id == record_id).values(
+        chat_preview=json.dumps(messages) if messages is not None else None, chat_preview_status=status))
 
 
 async def entry_id(runtime: Runtime, record_id: str) -> str:
@@ -178,8 +177,7 @@ async def test_a_link_works_once(api: httpx.AsyncClient, browser: httpx.AsyncCli
     assert "This link was already used" in used.text and "Deal &amp; Ticket tab" in used.text
     assert "Laptop order" not in used.text and "set-cookie" not in used.headers
     jti = runtime.signer.verify(CRM_LINK, parse_qs(urlsplit(link).query)["link"][0])["jti"]
-    async with runtime.store.engine.connect() as conn:
-        rows = (await conn.execute(select(schema.used_crm_links))).mappings().all()
+    rows = await rows_of(runtime, select(schema.used_crm_links))
     assert [(r["jti"], r["company_id"]) for r in rows] == [(jti, "acme")]
 
 

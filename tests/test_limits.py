@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import create_engine
 from starlette.applications import Starlette
 
 from tests.support import FakeClock, make_settings, new_tenant
 from widget.app import create_app
 from widget.ratelimit import RateLimiter
+from widget.store.database import SqliteDatabase
 
 
 def test_token_bucket_refills_at_the_rate() -> None:
@@ -41,9 +42,9 @@ async def test_over_the_limit_answers_429_with_retry_after(tmp_path: Path, clock
 
 async def test_store_outage_answers_503_never_500(app: Starlette, api: httpx.AsyncClient) -> None:
     store = app.state.runtime.store
-    healthy = store.engine
-    # A real engine on a database file that cannot be opened: every query fails.
-    store.engine = create_async_engine("sqlite+aiosqlite:////proc/no-such-dir/widget.db")
+    healthy = store.db
+    # A real database on a file that cannot be opened: every query fails.
+    store.db = SqliteDatabase(create_engine("sqlite:////proc/no-such-dir/widget.db"))
     try:
         for response in (await api.get("/api/v1/rooms/r-1"),
                          await api.post("/api/v1/deals", json={"name": "d", "stage": "s", "pipeline": "p"})):
@@ -53,5 +54,5 @@ async def test_store_outage_answers_503_never_500(app: Starlette, api: httpx.Asy
         ready = await api.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["store"].startswith("unavailable")
     finally:
-        await store.engine.dispose()
-        store.engine = healthy
+        await store.db.close()
+        store.db = healthy

@@ -8,7 +8,6 @@ tests/test_notify.py does, with the systems we don't own as an ``httpx.MockTrans
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -22,18 +21,16 @@ import pytest
 from httpx_sse import connect_sse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select
 from starlette.applications import Starlette
 
 from tests.helpers import wait_for
 from tests.support import FakeClock, LiveServer, Tenant, asgi_client, make_settings
+from tests.worker_support import drain
 from widget import companies, records
 from widget.events import EVENTS
 from widget.metrics import MULTIPROC_DIR, TOPICS
 from widget.models import DealIn
 from widget.runtime import Runtime, open_runtime
-from widget.store import schema
-from widget.worker import nudge, run_worker
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 OMNI = "http://omni.test/hooks"
@@ -240,26 +237,6 @@ async def test_an_empty_outbox_reads_zero_depth_and_zero_age(client: httpx.Async
         assert sample(samples, "widget_outbox_oldest_age_seconds", topic=topic) == 0
 
 
-async def drain(rt: Runtime, clock: FakeClock, timeout: float = 10.0) -> None:
-    """Run one worker loop until every outbox row is done, moving the clock on by 0.5 s
-    each time the test looks (so backoffs pass)."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(rt, stop, poll_interval=0.01))
-    o = schema.outbox.c
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                async with rt.store.engine.connect() as conn:
-                    if (await conn.execute(select(o.id).where(o.done_at.is_(None)))).first() is None:
-                        break
-                clock.advance(0.5)
-                nudge()
-                await asyncio.sleep(0.005)
-    finally:
-        stop.set()
-        await task
-
-
 async def test_attempt_failures_and_give_ups_are_counted_per_topic(tmp_path: Path, clock: FakeClock) -> None:
     """The Chat Panel answers 500 every time (3 attempts, then given up); Omnichannel
     answers 503 (a retry) and then 400 (given up at once)."""
@@ -286,7 +263,7 @@ async def test_attempt_failures_and_give_ups_are_counted_per_topic(tmp_path: Pat
         before, events_before = counts(), events()
         body = DealIn(name="Laptop order", stage="New", pipeline="Sales", room_id="room-1", creator_flag="bot")
         await records.create(rt, "deal", company, body)
-        await drain(rt, clock)
+        await drain(rt, clock, topic=None)
         delta = {key: n - before[key] for key, n in counts().items() if n != before[key]}
         event_delta = {name: n - events_before[name] for name, n in events().items() if n != events_before[name]}
     assert sorted(calls) == ["chat-panel.test"] * 3 + ["omni.test"] * 2

@@ -19,13 +19,14 @@ import httpx
 from sqlalchemy import select
 
 from examples.host_page.fakes import verify_signature
+from tests.helpers import rows_of
 from tests.support import FakeClock, make_settings
-from tests.worker_support import stored_events
+from tests.worker_support import drain, stored_events
 from widget import companies, records
 from widget.models import DealIn, TicketIn
 from widget.runtime import Runtime, open_runtime
 from widget.store import Row, schema
-from widget.worker import nudge, run_worker
+from widget.worker import run_worker
 
 OMNI = "http://omni.test/hooks"
 SECRET = "whsec-0123456789"
@@ -93,31 +94,7 @@ async def ticket(rt: Runtime, co: Row, room: str | None = "room-1", flag: str | 
 
 async def notify_rows(rt: Runtime) -> list[Row]:
     o = schema.outbox.c
-    async with rt.store.engine.connect() as conn:
-        result = await conn.execute(select(schema.outbox).where(o.topic.like("notify.%")).order_by(o.id))
-        return [dict(row._mapping) for row in result]
-
-
-async def drain(rt: Runtime, clock: FakeClock, *, loops: int = 1, timeout: float = 5.0) -> None:
-    """Run ``loops`` worker loops until every outbox row is done, moving the clock on by
-    0.5 s whenever the test looks (so backoffs pass; leases of 30 s are never outlived
-    by an instant mock answer)."""
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(run_worker(rt, stop, poll_interval=0.01)) for _ in range(loops)]
-    o = schema.outbox.c
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                async with rt.store.engine.connect() as conn:
-                    left = (await conn.execute(select(o.id).where(o.done_at.is_(None)))).first()
-                if left is None:
-                    break
-                clock.advance(0.5)
-                nudge()
-                await asyncio.sleep(0.005)
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
+    return await rows_of(rt, select(schema.outbox).where(o.topic.like("notify.%")).order_by(o.id))
 
 
 def assert_signed(sent: Sent, event_id: str) -> None:
@@ -141,7 +118,7 @@ async def test_the_six_calls_of_the_rfc(tmp_path: Path, clock: FakeClock) -> Non
         await records.delete(rt, "deal", acme, deal_id)
         await records.delete(rt, "ticket", acme, tck["id"])
         rows = await notify_rows(rt)
-        await drain(rt, clock)
+        await drain(rt, clock, topic=None)
     assert [r["topic"] for r in rows] == ["notify.created", "notify.created", "notify.updated",
                                           "notify.updated", "notify.deleted", "notify.deleted"]
     crm_url = f"http://127.0.0.1:8000/crm/deals/{deal_id}"
@@ -175,7 +152,7 @@ async def test_the_deal_url_is_its_external_url_when_it_has_one(tmp_path: Path, 
     async with runtime(tmp_path, clock, omni) as rt:
         acme = await company(rt)
         deal_id = await deal(rt, acme, external_url="https://crm.example.com/d/1")
-        await drain(rt, clock)
+        await drain(rt, clock, topic=None)
     [sent] = omni.sent
     assert sent.body == {"external_id": deal_id, "external_url": "https://crm.example.com/d/1", "room_id": "room-1"}
 
@@ -186,7 +163,7 @@ async def test_a_retry_keeps_the_event_id_and_signs_afresh(tmp_path: Path, clock
         acme = await company(rt)
         await deal(rt, acme)
         [row] = await notify_rows(rt)
-        await drain(rt, clock)
+        await drain(rt, clock, topic=None)
         [row] = await notify_rows(rt)
         failed = await stored_events(rt, "omnichannel_notify_failed")
     assert [s.status for s in omni.sent] == [503, 429, 200]  # the connect error never answered
@@ -203,7 +180,7 @@ async def test_a_4xx_gives_up_at_once_with_one_failure_event(tmp_path: Path, clo
     async with runtime(tmp_path, clock, omni) as rt:
         acme = await company(rt)
         tck = await ticket(rt, acme)
-        await drain(rt, clock)
+        await drain(rt, clock, topic=None)
         [row] = await notify_rows(rt)
         failed = await stored_events(rt, "omnichannel_notify_failed")
     assert len(omni.sent) == 1
@@ -220,7 +197,7 @@ async def test_it_gives_up_after_eight_transient_failures(tmp_path: Path, clock:
     async with runtime(tmp_path, clock, omni) as rt:
         acme = await company(rt)
         await deal(rt, acme)
-        await drain(rt, clock)
+        await drain(rt, clock, topic=None)
         [row] = await notify_rows(rt)
         [event] = await stored_events(rt, "omnichannel_notify_failed")
     assert len(omni.sent) == 8
@@ -233,7 +210,7 @@ async def test_a_company_without_a_secret_fails_at_once_unsent(tmp_path: Path, c
     async with runtime(tmp_path, clock, omni) as rt:
         acme = await company(rt, secret=None)
         await deal(rt, acme)
-        await drain(rt, clock)
+        await drain(rt, clock, topic=None)
         [event] = await stored_events(rt, "omnichannel_notify_failed")
     assert omni.sent == []
     assert event["error_reason"] == "secret_not_configured"
@@ -250,7 +227,7 @@ async def test_a_company_without_an_omnichannel_url_gets_nothing(tmp_path: Path,
         await deal(rt, removed)
         await rt.store.update_company("removed", {"omnichannel_url": None})  # after its row was written
         rows = await notify_rows(rt)
-        await drain(rt, clock)
+        await drain(rt, clock, topic=None)
         failed = await stored_events(rt, "omnichannel_notify_failed")
     assert [r["company_id"] for r in rows] == ["acme", "removed"]  # none written for "never"
     assert [s.body["external_id"] for s in omni.sent] == [acme_deal]
@@ -267,7 +244,7 @@ async def test_updates_and_deletes_never_overtake_the_create_with_two_loops(
         await records.patch(rt, "deal", acme, deal_id, {"stage": "Won"})
         await records.delete(rt, "deal", acme, deal_id)
         other = await deal(rt, acme, room="room-2")  # another record is not held back
-        await drain(rt, clock, loops=2)
+        await drain(rt, clock, topic=None, loops=2)
     mine = [(s.method, s.status) for s in omni.sent
             if s.path.endswith(deal_id) or s.body.get("external_id") == deal_id]
     assert mine == [("POST", 503), ("POST", 200), ("PUT", 200), ("DELETE", 200)]
@@ -305,7 +282,7 @@ async def test_only_bot_and_ai_records_in_a_room_are_notified(tmp_path: Path, cl
         await records.delete(rt, "deal", acme, api_deal)
         await records.delete(rt, "deal", acme, roomless)
         control = await deal(rt, acme, flag="agentic_ai")
-        await drain(rt, clock)
+        await drain(rt, clock, topic=None)
     assert [(s.method, s.body.get("external_id")) for s in omni.sent] == [("POST", control)]
 
 

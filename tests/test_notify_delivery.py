@@ -21,11 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -39,7 +35,7 @@ import pytest
 
 from examples.host_page.app import create_host_app
 from examples.host_page.fakes import verify_signature
-from tests.support import FakeClock, LiveServer, WidgetLog, free_port, make_settings, stack_env
+from tests.support import FakeClock, LiveServer, WidgetLog, WidgetServer, free_port, make_settings
 from tests.worker_support import outbox, wait_until
 from widget import companies, records
 from widget.models import DealIn
@@ -50,7 +46,6 @@ from widget.worker import notify, nudge, run_worker
 SECRET = "whsec-delivery-0123456789"
 ORIGINS = ["http://localhost:8001"]
 SECOND = 1_000_000
-CHECKOUT = Path(__file__).resolve().parent.parent
 NOTIFICATION = re.compile(r"^/omnichannel/(deals|tickets)(/[^/]+)?$")
 
 
@@ -522,67 +517,6 @@ async def settled(rt: Runtime, receiver: Receiver) -> bool:
 
 
 # -- the bar: kill -9 of `widget serve` while Omnichannel is down --------------------------
-
-class WidgetServer:
-    """``python -m widget serve`` (embedded worker) on a fixed port and data dir; each
-    start is a new process; ``kill`` is SIGKILL. Its stderr goes to ``serve-N.log``."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WIDGET_")} | {
-            "WIDGET_DATA_DIR": str(tmp_path / "data"), "WIDGET_SECRET_KEYS": "test-key-0123456789abcdef",
-            "WIDGET_PUBLIC_URL": self.url, "WIDGET_LOG_FORMAT": "json", "WIDGET_RATE_LIMIT": "0",
-            "WIDGET_EMBEDDED_WORKER": "true", **stack_env(tmp_path / "data"),
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def cli(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "widget", *args], env=self.env, cwd=CHECKOUT,
-                              capture_output=True, timeout=30)
-        assert done.returncode == 0, done.stderr.decode()
-        return done.stdout.decode()
-
-    def log(self, n: int) -> Path:
-        return self.tmp_path / f"serve-{n}.log"
-
-    async def start(self) -> None:
-        self.starts += 1
-        with open(self.log(self.starts), "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "widget", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=self.env, cwd=CHECKOUT, stdout=log, stderr=log,
-            )
-        deadline = time.monotonic() + 20
-        async with httpx.AsyncClient(timeout=1) as http:
-            while True:
-                assert self.process.poll() is None, self.log(self.starts).read_text()
-                assert time.monotonic() < deadline, "widget serve did not start"
-                try:
-                    if (await http.get(f"{self.url}/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-            self.process = None
-
-
-@pytest.fixture
-def widget_server(tmp_path: Path) -> Iterator[WidgetServer]:
-    server = WidgetServer(tmp_path)
-    try:
-        yield server
-    finally:
-        server.kill()
-
 
 async def test_bar_30_creations_survive_kill_9_during_an_omnichannel_outage_each_once_under_one_event_id(
     tmp_path: Path, receiver: Receiver, widget_server: WidgetServer

@@ -177,8 +177,7 @@ async def test_writers_in_three_processes_keep_one_room_exact(tmp_path: Path) ->
             kind = "ticket" if "unique_id" in record else "deal"
             assert len(await rt.store.timeline(kind, record["id"])) == 1
         a = schema.analytics_events.c
-        async with rt.store.engine.connect() as conn:
-            counts = dict((await conn.execute(select(a.name, func.count()).group_by(a.name))).all())
+        counts = await rt.store.db.read(lambda conn: dict(conn.execute(select(a.name, func.count()).group_by(a.name)).all()))
         assert counts == {"bot_deal_created": processes * each, "ai_ticket_created": processes * each}
         if published:  # a shared broker: the newest snapshot reached this process too
             last = max(published, key=lambda m: m["version"])

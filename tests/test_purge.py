@@ -9,12 +9,14 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
+from tests.helpers import scalar_of
 from tests.support import FakeClock
 from tests.worker_support import COMPANY, bot_record, outbox, wait_until, worker_runtime
 from widget.runtime import Runtime
-from widget.store import schema
+from widget.store import Keyed, KeyTaken, schema
 from widget.worker import purge, run_worker
 from widget.worker.loop import SECOND
 from widget.worker.purge import DAY
@@ -23,8 +25,7 @@ HOUR = 3600 * SECOND
 
 
 async def count(rt: Runtime, table: object) -> int:
-    async with rt.store.engine.connect() as conn:
-        return (await conn.execute(select(func.count()).select_from(table))).scalar_one()  # type: ignore[arg-type]
+    return await scalar_of(rt, select(func.count()).select_from(table))  # type: ignore[arg-type]
 
 
 async def entry_ages(rt: Runtime, records: dict[str, str]) -> list[str]:
@@ -43,7 +44,7 @@ async def test_each_kind_is_purged_past_its_age_and_a_dry_run_only_counts(tmp_pa
             }.items()
         }
         for key, age in {"fresh": 23 * HOUR, "24 h": 24 * HOUR, "24 h + 1 µs": 24 * HOUR + 1}.items():
-            await rt.store.idempotency_claim(COMPANY, "deals", key, "hash", now - age, 0, 0)
+            await rt.store.remember(Keyed(COMPANY, "deals", key, "hash", 201, now - age, 0), {"key": key})
         for age in [7 * DAY, 7 * DAY + 1, 30 * DAY]:
             await bot_record(rt, f"done-{age}", at=now - age - SECOND)
             [job] = await rt.store.claim_outbox(["chat_history"], now=now, lease_until=now, limit=1)
@@ -63,8 +64,9 @@ async def test_each_kind_is_purged_past_its_age_and_a_dry_run_only_counts(tmp_pa
 
         assert await entry_ages(rt, records) == ["364 days", "365 days"]  # exactly at the limit: kept
         assert await rt.store.get_record("deal", COMPANY, records["366 days"]) is not None  # the record stays
-        keys = await rt.store.idempotency_claim(COMPANY, "deals", "24 h", "hash", now, 0, 0)
-        assert keys is not None and keys["created_at"] == now - 24 * HOUR  # kept; "24 h + 1 µs" went
+        with pytest.raises(KeyTaken) as kept:  # kept; "24 h + 1 µs" went
+            await rt.store.remember(Keyed(COMPANY, "deals", "24 h", "hash", 201, now, 0), {})
+        assert kept.value.existing is not None and kept.value.existing["created_at"] == now - 24 * HOUR
         assert await count(rt, schema.idempotency_keys) == 2
         left = {(r["done_at"], r["next_attempt_at"]) for r in await outbox(rt)}
         assert left == {(now - 7 * DAY, now), (None, now - 30 * DAY)}

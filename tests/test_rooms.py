@@ -17,8 +17,9 @@ from tests.helpers import (
     assert_error,
     body_for,
     deal,
-    next_message,
     next_after_quiet,
+    next_message,
+    scalar_of,
     snapshot_of,
 )
 from widget.broker import room_channel
@@ -166,9 +167,8 @@ async def test_record_without_room_id_touches_no_room(api: httpx.AsyncClient, ru
         for flag in ("bot", "agentic_ai"):
             record = await create(api, kind, creator_flag=flag, room_id=None)
             assert record["room_id"] is None
-    async with runtime.store.engine.connect() as conn:
-        rooms = (await conn.execute(select(func.count()).select_from(schema.rooms))).scalar_one()
-        entries = (await conn.execute(select(func.count()).select_from(schema.timeline_entries))).scalar_one()
+    rooms = await scalar_of(runtime, select(func.count()).select_from(schema.rooms))
+    entries = await scalar_of(runtime, select(func.count()).select_from(schema.timeline_entries))
     assert rooms == 0 and entries == 0
     # The creation is still an analytics event, with a null room.
     assert [p["room_id"] for p in widget_log.props("bot_deal_created")] == [None]

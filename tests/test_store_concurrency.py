@@ -9,6 +9,7 @@ idempotency key is claimed once and a deduplicated event stored once.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -17,14 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import T0, FakeClock, make_settings, new_tenant
 from tests.helpers import deal
+from tests.support import T0, FakeClock, make_settings, new_tenant
 from widget import records as record_ops
 from widget.app import create_app
 from widget.broker import room_channel
 from widget.models import DealIn, TicketIn
 from widget.runtime import Runtime, open_runtime
-from widget.store import Row
+from widget.store import Keyed, KeyTaken, Row
 
 
 @pytest.fixture
@@ -180,16 +181,24 @@ async def test_two_apps_sharing_the_database_over_http(tmp_path: Path) -> None:
                 assert room["version"] == 2 and room["deal"]["id"] == winner["id"]
 
 
-async def test_an_idempotency_key_claimed_at_once_from_two_writers_goes_to_one(services: list[Runtime]) -> None:
-    await company(services)
+async def test_a_keyed_create_sent_at_once_through_two_writers_creates_one_record(services: list[Runtime]) -> None:
+    """The same Idempotency-Key through two processes' stores at once: the key is taken
+    in the transaction that creates the record, so one record, and every other request
+    meets the key taken with the winner's stored response."""
+    acme = await company(services)
     for attempt in range(5):
         now = services[0].now()
-        claims = await asyncio.gather(*(
-            services[i % 2].store.idempotency_claim("acme", "/api/v1/deals", f"k-{attempt}", "h", now, now, now)
-            for i in range(10)
-        ))
-        assert sum(claim is None for claim in claims) == 1, claims  # one claimed it, the others see it running
-        assert all(claim["status"] is None for claim in claims if claim is not None)
+        keyed = Keyed("acme", "/api/v1/deals", f"k-{attempt}", "h", 201, now, now - 1)
+        body = DealIn(name="once", stage="New", pipeline="P", room_id=f"keyed-{attempt}", creator_flag="bot")
+        outcomes = await asyncio.gather(*(
+            record_ops.create(services[i % 2], "deal", acme, body, None, keyed) for i in range(10)
+        ), return_exceptions=True)
+        created = [o for o in outcomes if isinstance(o, dict)]
+        taken = [o for o in outcomes if isinstance(o, KeyTaken)]
+        assert len(created) == 1 and len(taken) == 9, outcomes
+        assert {json.loads(t.existing["response"])["id"] for t in taken if t.existing} == {created[0]["id"]}
+        state = await services[0].store.room_state("acme", f"keyed-{attempt}")
+        assert state.version == 1 and state.deal is not None and state.deal["id"] == created[0]["id"]
 
 
 async def test_a_deduplicated_event_stored_at_once_from_two_writers_is_stored_once(services: list[Runtime]) -> None:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from tests.helpers import rows_of
 from tests.support import FakeClock, make_settings
 from widget.runtime import Clock, Runtime, open_runtime
 from widget.store import Row, schema
@@ -84,27 +85,30 @@ async def outbox(rt: Runtime, topic: str | None = None) -> list[Row]:
 
 async def stored_events(rt: Runtime, name: str) -> list[dict[str, Any]]:
     a = schema.analytics_events.c
-    async with rt.store.engine.connect() as conn:
-        result = await conn.execute(select(a.props).where(a.name == name).order_by(a.id))
-        return [json.loads(props) for (props,) in result]
+    return [json.loads(row["props"]) for row in await rows_of(rt, select(a.props).where(a.name == name).order_by(a.id))]
 
 
-async def drain(rt: Runtime, clock: FakeClock | None = None, *, timeout: float = 5.0, **options: Any) -> None:
-    """Run the worker until every chat_history row is done. With ``clock``, time moves
-    on by 0.5 s whenever the test looks (so backoffs pass); one loop runs, so the
-    lease it holds cannot be taken over."""
+async def drain(
+    rt: Runtime, clock: FakeClock | None = None, *, topic: str | None = "chat_history", loops: int = 1,
+    timeout: float = 5.0, **options: Any,
+) -> None:
+    """Run ``loops`` worker loops until every outbox row of ``topic`` (None: of every
+    topic, of any company) is done. With ``clock``, time moves on by 0.5 s whenever the test looks (so
+    backoffs pass; leases of 30 s are never outlived by an instant mock answer)."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(rt, stop, poll_interval=0.01, **options))
+    o = schema.outbox.c
+    unfinished = select(o.id).where(o.done_at.is_(None), *([o.topic == topic] if topic else [])).limit(1)
+    tasks = [asyncio.create_task(run_worker(rt, stop, poll_interval=0.01, **options)) for _ in range(loops)]
     try:
         async with asyncio.timeout(timeout):
-            while any(row["done_at"] is None for row in await outbox(rt, "chat_history")):
+            while await rows_of(rt, unfinished):
                 if clock is not None:
                     clock.advance(0.5)
                     nudge()
                 await asyncio.sleep(0.005)
     finally:
         stop.set()
-        await task
+        await asyncio.gather(*tasks)
 
 
 async def wait_until(condition: Callable[[], Any], timeout: float = 3.0) -> None:

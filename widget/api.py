@@ -34,7 +34,7 @@ from widget.models import (
 )
 from widget.ratelimit import retry_after
 from widget.runtime import Runtime
-from widget.store import Row
+from widget.store import Keyed, Row
 
 CREATE = {"deal": DealIn, "ticket": TicketIn}
 PATCH = {"deal": DealPatch, "ticket": TicketPatch}
@@ -74,7 +74,7 @@ def _test_clock(request: Request, rt: Runtime) -> int | None:
 # -- contacts -------------------------------------------------------------------
 
 
-Action = Callable[[], Awaitable[Any]]
+Action = Callable[[Keyed | None], Awaitable[Any]]
 
 
 async def _create(
@@ -91,7 +91,7 @@ async def _create(
 
 async def create_contact(request: Request) -> Response:
     return await _create(
-        request, ContactIn, lambda rt, company, body: lambda: contacts.create(rt, company, body)
+        request, ContactIn, lambda rt, company, body: lambda keyed: contacts.create(rt, company, body, keyed)
     )
 
 
@@ -110,7 +110,7 @@ async def contact(request: Request) -> Response:
 async def create_record(request: Request, kind: str) -> Response:
     def action(rt: Runtime, company: Row, body: Any) -> Action:
         created_at = _test_clock(request, rt)
-        return lambda: records.create(rt, kind, company, body, created_at)
+        return lambda keyed: records.create(rt, kind, company, body, created_at, keyed)
 
     return await _create(request, CREATE[kind], action)
 
@@ -146,7 +146,7 @@ async def room(request: Request) -> Response:
 
 async def create_embed_token(request: Request) -> Response:
     return await _create(
-        request, EmbedTokenIn, lambda rt, company, body: lambda: embed_tokens.mint(rt, company, body)
+        request, EmbedTokenIn, lambda rt, company, body: lambda keyed: embed_tokens.mint(rt, company, body, keyed)
     )
 
 

@@ -139,4 +139,5 @@ def create_app(
     application.router.redirect_slashes = False  # a 307 would skip auth and the error shape
     application.state.templates = rendering.templates(settings)
     application.state.rate_limiter = RateLimiter(settings.rate_limit)
+    application.state.running_keys = set()  # (company, route, Idempotency-Key) of requests running here
     return application

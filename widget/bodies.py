@@ -13,12 +13,10 @@ from starlette.responses import JSONResponse, Response
 
 from widget.errors import validation_failed
 from widget.http_errors import ApiError
-from widget.store import Row
+from widget.store import Keyed, KeyTaken, Row
 
 MAX_BODY = 64 * 1024
 IDEMPOTENCY_TTL = 24 * 3600 * 1_000_000  # µs
-# A request still "running" after this long died with its process: free its key.
-IDEMPOTENCY_ABANDONED = 60 * 1_000_000  # µs
 
 
 def _reject_constant(name: str) -> Any:
@@ -82,35 +80,42 @@ async def idempotent(
     company: Row,
     body: dict[str, Any],
     key: str | None,
-    run: Callable[[], Awaitable[Any]],
+    run: Callable[[Keyed | None], Awaitable[Any]],
     status: int = 201,
 ) -> Response:
     """Run a POST once per (company, route, key): replay a stored 2xx for the same
-    canonical body, 409 for another body or while the first is still running."""
+    canonical body, 409 for another body or while the first is still running.
+
+    ``run`` stores its response in the transaction of its work (``Keyed``), so a key
+    is taken exactly when that work committed: a crash before the commit leaves the
+    key free, after it the retry gets the stored response. "Still running" is known
+    in this process; a same-key request racing in another process waits for the
+    first one's write (company lock, single writer) and then meets its key taken."""
     if key is None:
-        return JSONResponse(await run(), status_code=status)
+        return JSONResponse(await run(None), status_code=status)
     runtime = request.app.state.runtime
-    store, now = runtime.store, runtime.now()
-    route = request.url.path
+    now = runtime.now()
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     body_hash = hashlib.sha256(canonical.encode()).hexdigest()
-    existing = await store.idempotency_claim(
-        company["id"], route, key, body_hash, now, now - IDEMPOTENCY_TTL, now - IDEMPOTENCY_ABANDONED
-    )
-    if existing is not None:
-        if existing["body_hash"] != body_hash:
+    keyed = Keyed(company["id"], request.url.path, key, body_hash, status, now, now - IDEMPOTENCY_TTL)
+    running: set[tuple[str, str, str]] = request.app.state.running_keys
+    slot = (keyed.company_id, keyed.route, key)
+    if slot in running:
+        raise ApiError(409, "a request with this Idempotency-Key is still running")
+    running.add(slot)
+    try:
+        for _ in range(2):  # again only if the key expired and was purged in between
+            try:
+                return JSONResponse(await run(keyed), status_code=status)
+            except KeyTaken as taken:
+                existing = taken.existing
+            if existing is not None:
+                break
+        if existing is None or existing["body_hash"] != body_hash:
             raise ApiError(409, "this Idempotency-Key was used with another body")
-        if existing["status"] is None:
-            raise ApiError(409, "a request with this Idempotency-Key is still running")
         return Response(
             existing["response"], status_code=existing["status"], media_type="application/json",
             headers={"Idempotent-Replayed": "true"},
         )
-    try:
-        result = await run()
-    except BaseException:
-        await store.idempotency_finish(company["id"], route, key, None, None)
-        raise
-    response = JSONResponse(result, status_code=status)
-    await store.idempotency_finish(company["id"], route, key, status, response.body.decode())
-    return response
+    finally:
+        running.discard(slot)

@@ -10,15 +10,15 @@ from widget.errors import not_found
 from widget.ids import new_id
 from widget.models import ContactIn, contact_out
 from widget.runtime import Runtime
-from widget.store import Row
+from widget.store import Keyed, Row
 
 LOOKUP_TIMEOUT = 1.0  # s: a slow lookup must not hold up the create
 INVALID_IDS = {"", "0", "null"}
 
 
-async def create(rt: Runtime, company: Row, body: ContactIn) -> dict[str, Any]:
+async def create(rt: Runtime, company: Row, body: ContactIn, keyed: Keyed | None = None) -> dict[str, Any]:
     row = {"id": new_id("contact"), "company_id": company["id"], **body.model_dump(), "created_at": rt.now()}
-    return contact_out(await rt.store.create_contact(row))
+    return contact_out(await rt.store.create_contact(row, keyed=keyed, output=contact_out))
 
 
 async def get(rt: Runtime, company: Row, contact_id: str) -> dict[str, Any]:

@@ -10,14 +10,14 @@ from widget.companies import frame_origins, normalise_origin
 from widget.errors import Invalid
 from widget.models import PERMISSIONS, EmbedTokenIn, rfc3339
 from widget.runtime import Runtime
-from widget.store import Row
+from widget.store import Keyed, Row
 from widget.strings import zone_or_utc
 from widget.tokens import CRM_LINK, EMBED
 
 CRM_LINK_TTL = 300  # s: the link only has to survive the new tab opening
 
 
-async def mint(rt: Runtime, company: Row, body: EmbedTokenIn) -> dict[str, Any]:
+async def mint(rt: Runtime, company: Row, body: EmbedTokenIn, keyed: Keyed | None = None) -> dict[str, Any]:
     origins = frame_origins(company)
     problems = []
     parent_origin = origins[0] if origins else None
@@ -44,11 +44,14 @@ async def mint(rt: Runtime, company: Row, body: EmbedTokenIn) -> dict[str, Any]:
         "locale": body.locale or "en",
     }
     token, exp = rt.signer.sign(EMBED, claims, ttl)
-    return {
+    minted = {
         "token": token,
         "embed_url": f"{rt.settings.public_url}/embed/rooms/{quote(body.room_id, safe='')}?token={token}",
         "expires_at": rfc3339(exp),
     }
+    if keyed is not None:
+        await rt.store.remember(keyed, minted)
+    return minted
 
 
 def crm_link(rt: Runtime, claims: dict[str, Any], kind: str, record_id: str, tz: str | None = None) -> str:

@@ -15,14 +15,14 @@ from widget.events import Event
 from widget.ids import new_id
 from widget.models import CREATORS, RecordIn, record_out, rfc3339
 from widget.runtime import Runtime
-from widget.store import Change, Row
+from widget.store import Change, Keyed, Row
 
 
 async def create(
-    rt: Runtime, kind: str, company: Row, body: RecordIn, created_at: int | None = None
+    rt: Runtime, kind: str, company: Row, body: RecordIn, created_at: int | None = None, keyed: Keyed | None = None
 ) -> dict[str, Any]:
     """``created_at`` is only given by the test clock (E1); otherwise the store
-    assigns it inside the transaction."""
+    assigns it inside the transaction. ``keyed``: the response is stored with the record."""
     company_id = company["id"]
     fields = body.model_dump(exclude={"contact_id"})
     contact_id, failure = await contacts.resolve(rt, company_id, body.contact_id)
@@ -65,6 +65,8 @@ async def create(
         timeline=entry,
         outbox_topics=topics,
         events=creation_events,
+        keyed=keyed,
+        output=lambda record: record_out(kind, record, rt.settings.public_url),
     )
     record = change.record
     assert record is not None

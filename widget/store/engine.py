@@ -1,16 +1,16 @@
 """Engine set-up per backend and Alembic migrations.
 
-SQLite: WAL, a busy timeout and foreign keys per connection; pysqlite defers BEGIN,
-so write transactions start with ``BEGIN IMMEDIATE`` (taken on the connection's
-``immediate`` execution option) to make read-then-write atomic across connections.
+SQLite (the stdlib driver): WAL, a busy timeout and foreign keys per connection;
+pysqlite defers BEGIN, so write transactions start with ``BEGIN IMMEDIATE`` (taken on
+the connection's ``immediate`` execution option) to make read-then-write atomic
+across processes. How transactions run: ``database.py``.
 
 PostgreSQL (asyncpg, the ``scale`` extra, imported only for a ``postgresql`` URL):
 READ COMMITTED; a write that reads before it writes locks the company row first
-(``SELECT … FOR UPDATE``, see ``Store._write``), so the writers of one company queue
-on the server whatever process they run in; the worker's claims skip rows another
-claim holds (``FOR UPDATE SKIP LOCKED``). Migrations take an advisory lock, so
-processes starting together migrate one after the other, and the later ones find
-the schema at head.
+(see ``database.py``); the worker's claims skip rows another claim holds
+(``FOR UPDATE SKIP LOCKED``). Migrations take an advisory lock, so processes
+starting together migrate one after the other, and the later ones find the schema
+at head.
 
 A store that cannot be opened at start (malformed URL, missing driver, server down,
 refused login, no such database, a migration refused) raises ``StoreUnavailable``
@@ -24,12 +24,14 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+import sqlalchemy
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from widget.settings import SettingsError
+from widget.store.database import PostgresDatabase, SqliteDatabase
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # pg_advisory_xact_lock key held while migrating: "widget migrate" as a 64-bit number.
@@ -53,16 +55,28 @@ def _parse(url: str) -> URL:
         ) from None
 
 
-def create_engine(url: str) -> AsyncEngine:
+def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
     parsed = _parse(url)
     if parsed.get_backend_name() == "postgresql":
-        return _postgresql_engine(parsed)
+        return PostgresDatabase(_postgresql_engine(parsed))
+    if parsed.get_backend_name() != "sqlite":
+        raise StoreUnavailable(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+    return SqliteDatabase(_sqlite_engine(parsed))
 
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
 
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_engine(url: URL) -> Engine:
+    """The stdlib driver (``sqlite+aiosqlite://`` URLs of the RFC are run by it too):
+    ``database.py`` gives each transaction one thread hop, not one per statement."""
+    if url.database and url.database != ":memory:":
+        try:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"database {url}: cannot create its directory: {exc.strerror}") from None
+    engine = sqlalchemy.create_engine(
+        url.set(drivername="sqlite+pysqlite"), connect_args={"timeout": 30, "check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
@@ -72,10 +86,12 @@ def create_engine(url: str) -> AsyncEngine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
         immediate = conn.get_execution_options().get("immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # On the driver's connection: one of these per transaction, and SQLAlchemy's
+        # execution machinery cost more than the statement.
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -98,15 +114,11 @@ def _postgresql_engine(url: URL) -> AsyncEngine:
     )
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
+def describe(db: SqliteDatabase | PostgresDatabase) -> str:
+    return db.engine.url.render_as_string(hide_password=True)
 
 
-def describe(engine: AsyncEngine) -> str:
-    return engine.url.render_as_string(hide_password=True)
-
-
-def unavailable(engine: AsyncEngine, exc: BaseException, doing: str) -> StoreUnavailable:
+def unavailable(db: SqliteDatabase | PostgresDatabase, exc: BaseException, doing: str) -> StoreUnavailable:
     """``exc`` (raised while ``doing`` something at start) as one readable line."""
     if isinstance(exc, DBAPIError):
         reason = str(exc.orig if exc.orig is not None else exc)
@@ -117,7 +129,7 @@ def unavailable(engine: AsyncEngine, exc: BaseException, doing: str) -> StoreUna
     else:
         reason = str(exc)
     reason = " ".join(reason.split()) or type(exc).__name__
-    return StoreUnavailable(f"database {describe(engine)}: {doing}: {reason}")
+    return StoreUnavailable(f"database {describe(db)}: {doing}: {reason}")
 
 
 def alembic_config() -> Config:
@@ -126,32 +138,24 @@ def alembic_config() -> Config:
     return cfg
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Upgrade the schema to the newest revision (idempotent). On PostgreSQL the
-    upgrade runs under a transaction-scoped advisory lock: a second process migrating
-    at the same time waits, then finds the schema at head (DDL is transactional)."""
+async def migrate(db: SqliteDatabase | PostgresDatabase) -> None:
+    """Upgrade the schema to the newest revision (idempotent), in one write transaction.
+    On PostgreSQL the upgrade runs under a transaction-scoped advisory lock: a second
+    process migrating at the same time waits, then finds the schema at head (DDL is
+    transactional); on SQLite ``BEGIN IMMEDIATE`` does the same."""
 
-    def upgrade(sync_conn) -> None:  # type: ignore[no-untyped-def]
+    def upgrade(conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg = alembic_config()
-        cfg.attributes["connection"] = sync_conn
+        cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
     try:
-        conn = await engine.connect()
+        await db.read(lambda conn: None)
     except (OSError, TimeoutError, DBAPIError) as exc:
-        raise unavailable(engine, exc, "cannot connect") from None
+        raise unavailable(db, exc, "cannot connect") from None
     try:
-        conn = await conn.execution_options(immediate=True)
-        async with conn.begin():
-            if not is_sqlite(engine):
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-            await conn.run_sync(upgrade)
+        await db.write(upgrade)
     except (OSError, TimeoutError, DBAPIError) as exc:
-        raise unavailable(engine, exc, "cannot migrate the schema") from None
-    finally:
-        await conn.close()
-
-
-async def write_connection(engine: AsyncEngine) -> AsyncConnection:
-    conn = await engine.connect()
-    return await conn.execution_options(immediate=True)
+        raise unavailable(db, exc, "cannot migrate the schema") from None

@@ -1,0 +1,182 @@
+"""How the store's transactions run: each is one synchronous function of a SQLAlchemy
+``Connection``, handed to the backend's runner whole.
+
+SQLite (the stdlib driver): a statement costs SQLite tens of microseconds, far less
+than a thread hop (aiosqlite made one per cursor call, ~50 per create) or a context
+switch on a busy machine. So a write runs right on the event loop's thread, in one go
+(nothing awaits inside it, so writes of this process never interleave: they run in the
+order their requests got there), on a connection that does not wait for SQLite's
+lock. Only when another process holds that lock (a CLI command, a separate worker)
+does the write go to the writer thread, which waits for it (busy timeout); while
+writes are queued there, later ones queue behind them, requests' before the worker's
+background writes. The loop's connection never checkpoints the WAL (that can take
+milliseconds): every ``CHECKPOINT_EVERY`` writes a checkpoint runs on a thread.
+Reads are short and in WAL mode never wait for a writer: they run inline too, on a
+connection of their own, in a transaction so that a read of several rows sees one
+snapshot; the few reads that scan (``offload``) run on a reader thread.
+
+PostgreSQL (asyncpg): the same functions run through ``AsyncConnection.run_sync``;
+a write that names its company first locks the company row (``SELECT … FOR
+UPDATE``), so the writers of one company queue on the server whatever process they
+run in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from widget.store import schema
+
+T = TypeVar("T")
+Work = Callable[[Connection], T]
+
+FOREGROUND, BACKGROUND, STOP = 0, 1, 2
+CHECKPOINT_EVERY = 500  # writes on the loop's connection between WAL checkpoints
+
+
+class Database(Protocol):
+    async def read(self, work: Work[T], *, offload: bool = False) -> T: ...
+
+    async def write(self, work: Work[T], *, company_id: str | None = None, background: bool = False) -> T:
+        """``work`` in one write transaction, committed when it returns (rolled back
+        if it raises). ``background``: the worker's, which waits while a request's
+        write is waiting."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class _LockHeld(Exception):
+    """Another connection holds SQLite's write lock."""
+
+
+class SqliteDatabase:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._reader: Connection | None = None
+        self._inline: Connection | None = None
+        self._inline_writes = 0
+        self._queued = 0  # writes handed to the writer thread, not finished yet
+        self._offload = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        self._writes: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-writer", daemon=True)
+        self._writer.start()
+
+    async def read(self, work: Work[T], *, offload: bool = False) -> T:
+        if offload:
+            return await asyncio.get_running_loop().run_in_executor(self._offload, self._read_on_new, work)
+        if self._reader is None:
+            self._reader = self.engine.connect()
+        with self._reader.begin():
+            return work(self._reader)
+
+    def _read_on_new(self, work: Work[T]) -> T:
+        with self.engine.connect() as conn, conn.begin():
+            return work(conn)
+
+    async def write(self, work: Work[T], *, company_id: str | None = None, background: bool = False) -> T:
+        if not self._queued:
+            try:
+                return self._write_here(work)
+            except _LockHeld:
+                pass
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        self._queued += 1
+        self._writes.put((BACKGROUND if background else FOREGROUND, next(self._order), (work, done, loop)))
+        return await done  # cancelled: the write still runs (or ran) to its end
+
+    def _write_here(self, work: Work[T]) -> T:
+        if self._inline is None:
+            self._inline = self.engine.connect().execution_options(immediate=True)
+            driver = self._inline.connection.driver_connection
+            driver.execute("PRAGMA busy_timeout=0")
+            driver.execute("PRAGMA wal_autocheckpoint=0")
+        try:
+            transaction = self._inline.begin()  # BEGIN IMMEDIATE, answered at once
+        except (sqlite3.OperationalError, OperationalError) as exc:
+            if "database is locked" in str(exc):
+                raise _LockHeld from None
+            raise
+        with transaction:
+            result = work(self._inline)
+        self._inline_writes += 1
+        if self._inline_writes % CHECKPOINT_EVERY == 0:
+            self._offload.submit(self._checkpoint)
+        return result
+
+    def _checkpoint(self) -> None:
+        with self.engine.connect() as conn:
+            conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _write_loop(self) -> None:
+        conn: Connection | None = None
+        while True:
+            _, _, job = self._writes.get()
+            if job is None:
+                break
+            work, done, loop = job
+            try:
+                if conn is None:
+                    conn = self.engine.connect().execution_options(immediate=True)
+                with conn.begin():
+                    result = work(conn)
+            except BaseException as exc:  # handed to the awaiting request
+                if conn is not None and conn.invalidated:  # a broken connection: the next write opens anew
+                    conn.close()
+                    conn = None
+                loop.call_soon_threadsafe(self._finished, done, None, exc)
+            else:
+                loop.call_soon_threadsafe(self._finished, done, result, None)
+        if conn is not None:
+            conn.close()
+
+    def _finished(self, done: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+        self._queued -= 1
+        if done.cancelled():
+            return
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(result)
+
+    async def close(self) -> None:
+        self._writes.put((STOP, next(self._order), None))  # after every queued write
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._offload.shutdown(wait=True)
+        for conn in (self._reader, self._inline):
+            if conn is not None:
+                conn.close()
+        self._reader = self._inline = None
+        self.engine.dispose()
+
+
+class PostgresDatabase:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def read(self, work: Work[T], *, offload: bool = False) -> T:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(work)
+
+    async def write(self, work: Work[T], *, company_id: str | None = None, background: bool = False) -> T:
+        async with self.engine.connect() as conn, conn.begin():
+            if company_id is not None:
+                companies = schema.companies.c
+                await conn.execute(select(companies.id).where(companies.id == company_id).with_for_update())
+            return await conn.run_sync(work)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
