@@ -292,8 +292,7 @@ async def main(n: int, url: str, locked: str) -> None:
                 cfg = alembic_config()
                 cfg.attributes["connection"] = sync_conn
                 command.upgrade(cfg, "head")
-            async with store.engine.begin() as conn:
-                await conn.run_sync(upgrade)
+            await store.db.write(upgrade)
     finally:
         await store.close()
 
