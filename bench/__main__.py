@@ -23,10 +23,11 @@ import importlib.util
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from types import ModuleType
 
-from bench.report import Figure, load_average, print_table, write_document
+from bench.report import DOC, Figure, load_average, print_table, write_document
 from bench.server import STACKS, raise_fd_limit, start_widget
 
 MODULES = ("api", "streams", "browser")
@@ -36,6 +37,8 @@ SETTINGS = {
               "SQLite file + memory:// broker (stack sqlite) or PostgreSQL 15 (fsync off) + Redis (stack scale)",
     "WIDGET_RATE_LIMIT": "0 (the per-company limit would refuse the load figures' bursts)",
     "WIDGET_EMBEDDED_WORKER": "true (default: the outbox worker runs in the server, as deployed)",
+    "WIDGET_CHAT_PANEL_URL": "unset for the api and stream figures (the worker gives each bot record's "
+                             "chat-history job up at once); the example host's fake Chat Panel for the browser figures",
     "WIDGET_LOG_FORMAT": "json, to a file (one line per request and per product event, as deployed)",
     "baselines": "`bench/baselines/` under the same uvicorn settings, on the same stack's database",
     "clients": "`bench/load.py` (raw asyncio + uvloop, own process) and raw-socket SSE readers",
@@ -57,7 +60,9 @@ def available(names: list[str]) -> list[ModuleType]:
     return modules
 
 
-def run_stack(stack: str, modules: list[ModuleType], quick: bool) -> list[Figure]:
+def run_stack(stack: str, modules: list[ModuleType], quick: bool, failures: list[str]) -> list[Figure]:
+    """Every module's figures on one server of ``stack``; a module that fails is
+    named in ``failures`` (traceback on stderr) and the others still run."""
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix=f"bench-{stack}-") as tmp, start_widget(stack, Path(tmp)) as server:
         for module in modules:
@@ -66,7 +71,12 @@ def run_stack(stack: str, modules: list[ModuleType], quick: bool) -> list[Figure
                 continue
             began = time.monotonic()
             log(f"[{stack}] {name} … (load average {load_average()})")
-            figures += module.figures(server, quick)
+            try:
+                figures += module.figures(server, quick)
+            except Exception as exc:  # noqa: BLE001 - reported, and the run exits non-zero
+                traceback.print_exc()
+                failures.append(f"{stack}: bench.{name} failed: {exc!r}")
+                continue
             log(f"[{stack}] {name} done in {time.monotonic() - began:.0f} s")
     return figures
 
@@ -83,15 +93,21 @@ def main(argv: list[str] | None = None) -> None:
     modules = available(args.only)
     load = {"at the start": load_average()}
     began = time.monotonic()
-    tables = {stack: run_stack(stack, modules, args.quick) for stack in stacks}
+    failures: list[str] = []
+    tables = {stack: run_stack(stack, modules, args.quick, failures) for stack in stacks}
     load["at the end"] = load_average()
     for stack, figures in tables.items():
         print_table(stack, figures)
     print(f"\nload average (1/5/15 min): {load['at the start']} at the start, {load['at the end']} at the end; "
           f"{time.monotonic() - began:.0f} s")
-    settings = {**SETTINGS, "samples": "quick (--quick)" if args.quick else "full"}
+    for failure in failures:
+        print(f"FAILED {failure}")
+    settings = {**SETTINGS, "samples": "quick (--quick)" if args.quick else "full",
+                **({"failed": "; ".join(failures)} if failures else {})}
     write_document(tables, settings, [getattr(m, "METHODS", "") for m in modules], load)
-    log(f"wrote {Path('docs/benchmarks.md')}")
+    log(f"wrote {DOC}")
+    if failures:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

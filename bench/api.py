@@ -15,7 +15,7 @@ from pathlib import Path
 from bench import load
 from bench.baselines.minimal_api import INSERT_PG, INSERT_SQLITE, SCHEMA, open_sqlite
 from bench.report import Figure, median, percentile
-from bench.server import Baseline, Server, baseline_database, start_baseline, stack_env
+from bench.server import Baseline, Server, baseline_database, settle, stack_env, start_baseline
 from bench.sse import EventReader
 
 MINIMAL = "bench.baselines.minimal_api"
@@ -36,7 +36,12 @@ against a bare INSERT + COMMIT loop on the same database, no HTTP (`sqlite3` / `
 
 **Creates/s, 32 clients.** The same client with 32 keep-alive connections, each sending
 its next create as soon as the last one answered, 3,000 creates after 100 warm-up;
-rate = creates / wall time, p99 of the per-request latencies. Same baseline.
+rate = creates / wall time, p99 of the per-request latencies. Same baseline. Each phase
+starts once the server is idle (its embedded worker done with the previous phase's
+outbox rows, waited for up to 60 s; the note says how long it stayed busy after the
+burst). Every
+load phase stops sending after 20 s, so a slow server gets fewer samples (n= in the
+note) and the run stays bounded.
 
 **SQL per create, with and without `Idempotency-Key`.** Our app in the bench process
 (`widget.app.create_app` under uvicorn in a thread, `tests/support.LiveServer`, no
@@ -48,7 +53,8 @@ driver's `commit()`, counted apart). Averaged over 20 creates each, after 5 warm
 `GET /embed/rooms/{room}/events?token=…` open and has read the first snapshot; a raw
 keep-alive connection POSTs a bot deal into that room; the time is from just before the
 POST is written to the moment the `event: room` with the new version is read. 200
-sequential samples after 10 warm-up. Baseline: the minimal app's
+sequential samples after 10 warm-up, 20 ms apart (latency at a light load; the load
+figures above cover bursts), measured first, on an idle server. Baseline: the minimal app's
 `GET /rooms/{room}/events`, a raw-ASGI stream fed by an in-process fan-out of its inserts.
 """
 
@@ -56,6 +62,8 @@ CREATE_P50_GOAL_MS = 4.0
 RATE_GOAL = 300.0
 P99_GOAL_MS = 50.0
 EVENT_P95_GOAL_MS = 5.0
+DRAIN_TIMEOUT = 60.0  # seconds to wait for the server to go idle after a burst of creates
+EVENT_PAUSE = 0.02  # seconds between create → event samples: latency at a light load
 
 
 def figures(server: Server, quick: bool) -> list[Figure]:
@@ -77,7 +85,8 @@ def figures(server: Server, quick: bool) -> list[Figure]:
                "sqlite3 loop" if server.stack == "sqlite" else "asyncpg loop", "", None, "context: the store's floor"),
         Figure("creates/s, 32 concurrent clients", "/s", ours.concurrent.rate, base.concurrent.rate,
                "minimal ASGI + 1 INSERT", f"≥ {RATE_GOAL:g}/s", ours.concurrent.rate >= RATE_GOAL,
-               f"n={len(ours.concurrent.latencies_ms)}"),
+               f"n={len(ours.concurrent.latencies_ms)}; afterwards busy {ours.drained_s:.1f} s "
+               f"(the embedded worker on the burst's outbox rows; the baseline {base.drained_s:.1f} s)"),
         Figure("create latency p99, 32 concurrent clients", "ms", ours.concurrent.p(0.99), base.concurrent.p(0.99),
                "minimal ASGI + 1 INSERT", f"≤ {P99_GOAL_MS:g} ms", ours.concurrent.p(0.99) <= P99_GOAL_MS,
                f"p50 {ours.concurrent.p50:.1f} ms vs {base.concurrent.p50:.1f} ms"),
@@ -91,32 +100,43 @@ def figures(server: Server, quick: bool) -> list[Figure]:
 
 
 class Sizes:
+    """Samples per figure; a load phase also stops after ``seconds`` (fewer samples
+    from a slow server, shown as n=)."""
+
     def __init__(self, quick: bool) -> None:
         self.sequential, self.sequential_warmup = (100, 20) if quick else (500, 50)
         self.concurrent, self.concurrent_warmup = (600, 50) if quick else (3000, 100)
+        self.seconds = 3.0 if quick else 20.0
         self.events, self.events_warmup = (50, 5) if quick else (200, 10)
         self.counted = 10 if quick else 20
         self.clients = 32
 
 
 class Measured:
-    """One server's create and create → event measurements."""
+    """One server's create and create → event measurements, each phase started with
+    the server idle (the embedded worker done with the last phase's outbox rows)."""
 
-    def __init__(self, sequential: load.LoadResult, concurrent: load.LoadResult, event_ms: list[float]) -> None:
-        self.sequential, self.concurrent, self.event_ms = sequential, concurrent, event_ms
+    def __init__(self, event_ms: list[float], sequential: load.LoadResult, concurrent: load.LoadResult,
+                 drained_s: float) -> None:
+        self.event_ms, self.sequential, self.concurrent, self.drained_s = event_ms, sequential, concurrent, drained_s
 
     @classmethod
     def of(cls, target: Server | Baseline, create_path: str, headers: dict[str, str], events_path: str,
            sizes: Sizes, token: object) -> Measured:
-        sequential = load.run(target.url, "POST", create_path, headers, body=CREATE_BODY % b"seq",
-                              requests=sizes.sequential, warmup=sizes.sequential_warmup).check(201)
-        concurrent = load.run(target.url, "POST", create_path, headers, body=CREATE_BODY % b"load",
-                              concurrency=sizes.clients, requests=sizes.concurrent,
-                              warmup=sizes.concurrent_warmup).check(201)
         room = "bench-events"
         stream_path = events_path.format(room=room, token=token(room))  # type: ignore[operator]
+        settle(target.pid)
         event_ms = asyncio.run(create_to_event(target.url, create_path, headers, stream_path, room, sizes))
-        return cls(sequential, concurrent, event_ms)
+        settle(target.pid, DRAIN_TIMEOUT)
+        sequential = load.run(target.url, "POST", create_path, headers, body=CREATE_BODY % b"seq",
+                              requests=sizes.sequential, warmup=sizes.sequential_warmup,
+                              seconds=sizes.seconds).check(201)
+        settle(target.pid, DRAIN_TIMEOUT)
+        concurrent = load.run(target.url, "POST", create_path, headers, body=CREATE_BODY % b"load",
+                              concurrency=sizes.clients, requests=sizes.concurrent,
+                              warmup=sizes.concurrent_warmup, seconds=sizes.seconds).check(201)
+        # The next figures (bench.streams) start from an idle server too.
+        return cls(event_ms, sequential, concurrent, settle(target.pid, DRAIN_TIMEOUT))
 
 
 async def create_to_event(url: str, create_path: str, headers: dict[str, str], stream_path: str, room: str,
@@ -136,6 +156,7 @@ async def create_to_event(url: str, create_path: str, headers: dict[str, str], s
             version += 1
             if n >= sizes.events_warmup:
                 samples.append((arrived - started) * 1000)
+            await asyncio.sleep(EVENT_PAUSE)
         return samples
     finally:
         poster.close()

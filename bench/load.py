@@ -80,28 +80,32 @@ class LoadResult:
         return self
 
 
-async def _phase(url: str, requests: list[bytes], connections: list[Connection]) -> LoadResult:
+async def _phase(requests: list[bytes], connections: list[Connection], seconds: float) -> LoadResult:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     pending = iter(requests)
+    began = time.perf_counter()
+    deadline = began + seconds
 
     async def drive(conn: Connection) -> None:
         for data in pending:  # shared: each connection takes the next request
             started = time.perf_counter()
+            if started > deadline:
+                return
             status, _ = await conn.request(data)
             latencies.append((time.perf_counter() - started) * 1000)
             statuses[status] = statuses.get(status, 0) + 1
 
-    began = time.perf_counter()
     await asyncio.gather(*(drive(c) for c in connections))
     return LoadResult(latencies, time.perf_counter() - began, statuses)
 
 
-async def _drive(url: str, warmup: list[bytes], measured: list[bytes], concurrency: int) -> LoadResult:
+async def _drive(url: str, warmup: list[bytes], measured: list[bytes], concurrency: int,
+                 seconds: float) -> LoadResult:
     connections = [await Connection.open(url) for _ in range(concurrency)]
     try:
-        await _phase(url, warmup, connections)
-        return await _phase(url, measured, connections)
+        await _phase(warmup, connections, seconds)
+        return await _phase(measured, connections, seconds)
     finally:
         for conn in connections:
             conn.close()
@@ -111,24 +115,24 @@ def _child() -> None:
     """``python -m bench.load``: the job pickled on stdin, the result on stdout."""
     import uvloop
 
-    url, warmup, measured, concurrency = pickle.load(sys.stdin.buffer)
-    result = uvloop.run(_drive(url, warmup, measured, concurrency))
+    result = uvloop.run(_drive(*pickle.load(sys.stdin.buffer)))
     # Plain values: this module is __main__ here, so its classes would not unpickle.
     pickle.dump((result.latencies_ms, result.elapsed_s, result.statuses), sys.stdout.buffer)
 
 
 def run(
     url: str, method: str, path: str, headers: dict[str, str], *, body: bytes | None = None,
-    concurrency: int = 1, requests: int, warmup: int = 0,
+    concurrency: int = 1, requests: int, warmup: int = 0, seconds: float = 60.0,
 ) -> LoadResult:
     """``warmup`` then ``requests`` requests over ``concurrency`` keep-alive connections,
-    from a child process. In ``body``, ``{n}`` becomes the request's number (unique
-    values per request, e.g. a room id)."""
+    from a child process; each phase stops sending after ``seconds`` (a slow server
+    gets fewer samples, the run stays bounded). In ``body``, ``{n}`` becomes the
+    request's number (unique values per request, e.g. a room id)."""
     built = [
         request_bytes(method, url, path, headers, body.replace(b"{n}", str(n).encode()) if body is not None else None)
         for n in range(warmup + requests)
     ]
-    job = pickle.dumps((url, built[:warmup], built[warmup:], concurrency))
+    job = pickle.dumps((url, built[:warmup], built[warmup:], concurrency, seconds))
     done = subprocess.run([sys.executable, "-m", "bench.load"], input=job, capture_output=True, timeout=300,
                           check=False)
     if done.returncode != 0:

@@ -129,6 +129,25 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, timeout: float = 10.0) -> float:
+    """Wait until the process is idle (under 5% of a core over 0.5 s): e.g. its
+    embedded worker done with the outbox rows of a burst of creates. At most
+    ``timeout`` seconds; returns the seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        used = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - used < 0.025:
+            break
+    return time.monotonic() - began
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
