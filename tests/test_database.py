@@ -39,7 +39,7 @@ def append(what: str):  # type: ignore[no-untyped-def]
     return lambda conn: conn.execute(text("INSERT INTO log VALUES (:w)"), {"w": what})
 
 
-async def test_a_write_runs_at_once_on_the_loops_thread_and_checkpoints_the_wal_elsewhere(
+async def test_a_request_write_runs_at_once_on_the_loops_thread_and_checkpoints_the_wal_elsewhere(
     db: SqliteDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(database, "CHECKPOINT_EVERY", 3)
@@ -49,6 +49,8 @@ async def test_a_write_runs_at_once_on_the_loops_thread_and_checkpoints_the_wal_
                                                     real_checkpoint()))
     ran_on = await db.write(lambda conn: (append("now")(conn), threading.current_thread())[1])
     assert ran_on is threading.main_thread()
+    background_on = await db.write(lambda conn: threading.current_thread().name, background=True)
+    assert background_on == "sqlite-writer"  # the worker's writes never hold up the loop
     for i in range(5):
         await db.write(append(f"w{i}"))
     await asyncio.to_thread(db._offload.submit(lambda: None).result)  # the checkpoint job ran

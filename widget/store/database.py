@@ -3,13 +3,14 @@
 
 SQLite (the stdlib driver): a statement costs SQLite tens of microseconds, far less
 than a thread hop (aiosqlite made one per cursor call, ~50 per create) or a context
-switch on a busy machine. So a write runs right on the event loop's thread, in one go
-(nothing awaits inside it, so writes of this process never interleave: they run in the
-order their requests got there), on a connection that does not wait for SQLite's
-lock. Only when another process holds that lock (a CLI command, a separate worker)
-does the write go to the writer thread, which waits for it (busy timeout); while
-writes are queued there, later ones queue behind them, requests' before the worker's
-background writes. The loop's connection never checkpoints the WAL (that can take
+switch on a busy machine. So a request's write runs right on the event loop's thread,
+in one go (nothing awaits inside it, so this process's writes never interleave: they
+run in the order their requests got there), on a connection that does not wait for
+SQLite's lock. The worker's background writes go to a writer thread instead, so that
+they never hold up the loop (a stream's next event, a request); so does a request's
+write while another process (or that thread) holds the lock: the thread waits for it
+(busy timeout), and while writes are queued there later ones queue behind them,
+requests' before background ones. The loop's connection never checkpoints the WAL (that can take
 milliseconds): every ``CHECKPOINT_EVERY`` writes a checkpoint runs on a thread.
 Reads are short and in WAL mode never wait for a writer: they run inline too, on a
 connection of their own, in a transaction so that a read of several rows sees one
@@ -67,7 +68,7 @@ class SqliteDatabase:
         self._reader: Connection | None = None
         self._inline: Connection | None = None
         self._inline_writes = 0
-        self._queued = 0  # writes handed to the writer thread, not finished yet
+        self._queued = 0  # requests' writes handed to the writer thread, not finished yet
         self._offload = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
         self._writes: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
         self._order = itertools.count()
@@ -87,14 +88,15 @@ class SqliteDatabase:
             return work(conn)
 
     async def write(self, work: Work[T], *, company_id: str | None = None, background: bool = False) -> T:
-        if not self._queued:
-            try:
-                return self._write_here(work)
-            except _LockHeld:
-                pass
+        if not background:
+            if not self._queued:  # (else it would overtake requests queued before it)
+                try:
+                    return self._write_here(work)
+                except _LockHeld:
+                    pass
+            self._queued += 1
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
-        self._queued += 1
         self._writes.put((BACKGROUND if background else FOREGROUND, next(self._order), (work, done, loop)))
         return await done  # cancelled: the write still runs (or ran) to its end
 
@@ -124,7 +126,7 @@ class SqliteDatabase:
     def _write_loop(self) -> None:
         conn: Connection | None = None
         while True:
-            _, _, job = self._writes.get()
+            priority, _, job = self._writes.get()
             if job is None:
                 break
             work, done, loop = job
@@ -137,14 +139,15 @@ class SqliteDatabase:
                 if conn is not None and conn.invalidated:  # a broken connection: the next write opens anew
                     conn.close()
                     conn = None
-                loop.call_soon_threadsafe(self._finished, done, None, exc)
+                loop.call_soon_threadsafe(self._finished, priority, done, None, exc)
             else:
-                loop.call_soon_threadsafe(self._finished, done, result, None)
+                loop.call_soon_threadsafe(self._finished, priority, done, result, None)
         if conn is not None:
             conn.close()
 
-    def _finished(self, done: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-        self._queued -= 1
+    def _finished(self, priority: int, done: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+        if priority == FOREGROUND:
+            self._queued -= 1
         if done.cancelled():
             return
         if exc is not None:
