@@ -15,13 +15,14 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from playwright.sync_api import Frame, Page, sync_playwright
 
+from bench.inprocess import logs_to
 from bench.report import Figure, median, percentile
 from bench.server import Baseline, Server, baseline_database, start_baseline, start_widget
 from e2e.stack import CHROMIUM, CHROMIUM_ARGS
@@ -211,8 +212,7 @@ def figures(server: Server, quick: bool) -> list[Figure]:
     sizes = Sizes.of(quick)
     with tempfile.TemporaryDirectory(prefix="bench-browser-") as tmp_name:
         tmp = Path(tmp_name)
-        # The host app (in this process) logs to the stderr it finds at start: a file.
-        with open(tmp / "host.log", "a") as log, redirect_stderr(log), sync_playwright() as playwright:
+        with logs_to(tmp / "host.log"), sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 with framed_server(server.stack, tmp / "ours") as host:

@@ -4,13 +4,13 @@ thread), with listeners on its SQLAlchemy engine."""
 from __future__ import annotations
 
 import itertools
-from contextlib import redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from sqlalchemy import Engine, event
 
+from bench.inprocess import logs_to
 from tests.support import LiveServer, make_settings, seed_company
 from widget.app import create_app
 
@@ -53,8 +53,7 @@ def count_creates(tmp: Path, urls: dict[str, str], count: int) -> tuple[PerCreat
     ``database_url`` / ``broker_url`` settings."""
     tmp.mkdir(parents=True, exist_ok=True)
     settings = make_settings(tmp, **urls)
-    # The app logs to the stderr it finds when it starts: a file here, not the terminal.
-    with open(tmp / "counting.log", "a") as log, redirect_stderr(log):
+    with logs_to(tmp / "counting.log"):
         tenant = seed_company(settings)
         application = create_app(settings)
         with LiveServer(application) as live, httpx.Client(base_url=live.url, headers=tenant.headers) as http:
