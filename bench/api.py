@@ -107,7 +107,7 @@ class Sizes:
         self.sequential, self.sequential_warmup = (100, 20) if quick else (500, 50)
         self.concurrent, self.concurrent_warmup = (600, 50) if quick else (3000, 100)
         self.seconds = 3.0 if quick else 20.0
-        self.events, self.events_warmup = (50, 5) if quick else (200, 10)
+        self.events, self.events_warmup = (30, 5) if quick else (200, 10)
         self.counted = 10 if quick else 20
         self.clients = 32
 

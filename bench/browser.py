@@ -80,7 +80,7 @@ class Sizes:
 
     @classmethod
     def of(cls, quick: bool) -> Sizes:
-        return cls(20, 50, 10) if quick else cls(50, 200, 20)
+        return cls(10, 30, 5) if quick else cls(50, 200, 20)
 
 
 @dataclass
