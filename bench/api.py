@@ -40,7 +40,7 @@ rate = creates / wall time, p99 of the per-request latencies. Same baseline. Eac
 starts once the server is idle (its embedded worker done with the previous phase's
 outbox rows, waited for up to 60 s; the note says how long it stayed busy after the
 burst). Every
-load phase stops sending after 20 s, so a slow server gets fewer samples (n= in the
+load phase stops sending after 12 s, so a slow server gets fewer samples (n= in the
 note) and the run stays bounded.
 
 **SQL per create, with and without `Idempotency-Key`.** Our app in the bench process
@@ -106,7 +106,7 @@ class Sizes:
     def __init__(self, quick: bool) -> None:
         self.sequential, self.sequential_warmup = (100, 20) if quick else (500, 50)
         self.concurrent, self.concurrent_warmup = (600, 50) if quick else (3000, 100)
-        self.seconds = 3.0 if quick else 20.0
+        self.seconds = 3.0 if quick else 12.0
         self.events, self.events_warmup = (30, 5) if quick else (200, 10)
         self.counted = 10 if quick else 20
         self.clients = 32
