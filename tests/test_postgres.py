@@ -31,7 +31,7 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests.helpers import assert_error, deal
 from tests.support import SCALE, head_revision, make_settings, schema_revision, seed_company, stack_env
@@ -419,3 +419,27 @@ async def test_text_with_nul_is_refused_or_not_found_alike_on_both_stacks(
         await runtime.store.create_contact({"id": "ct_1", "company_id": "acme", "name": "\x00", "phone": None,
                                             "email": None, "created_at": 0})
     assert refused.value.details == [{"field": "name", "message": "must not contain the NUL character (U+0000)"}]
+
+
+# -- stale pooled connections ------------------------------------------------------
+
+@scale_only
+async def test_pooled_connections_the_server_dropped_cost_no_read_and_at_most_one_write(
+    api: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """What a PostgreSQL restart does to the pool (without a pre-ping per checkout): the
+    server ends every pooled connection; a read meeting one is tried again on a fresh
+    one, a write answers 503 at most once, and everything after that works."""
+    created = await asyncio.gather(*(  # several connections in the pool
+        api.post("/api/v1/deals", json={"name": f"d{n}", "stage": "New", "pipeline": "P"}) for n in range(6)))
+    assert {r.status_code for r in created} == {201}
+    dropped = await runtime.store.db.write(lambda conn: conn.execute(text(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE pid <> pg_backend_pid() AND datname = current_database()"
+    )).scalar_one())
+    assert dropped >= 1
+    for _ in range(6):
+        assert (await api.get("/api/v1/rooms/r-1")).status_code == 200
+    statuses = [(await api.post("/api/v1/deals", json={"name": "after", "stage": "New", "pipeline": "P"})).status_code
+                for _ in range(6)]
+    assert statuses.count(503) <= 1 and statuses[-1] == 201, statuses

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from widget.store import schema
@@ -171,7 +171,13 @@ class PostgresDatabase:
         self.engine = engine
 
     async def read(self, work: Work[T], *, offload: bool = False) -> T:
-        async with self.engine.connect() as conn:
+        try:
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(work)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        async with self.engine.connect() as conn:  # the pool was stale (a server restart)
             return await conn.run_sync(work)
 
     async def write(self, work: Work[T], *, company_id: str | None = None, background: bool = False) -> T:

@@ -108,7 +108,11 @@ def _postgresql_engine(url: URL) -> AsyncEngine:
         isolation_level="READ COMMITTED",
         pool_size=10,
         max_overflow=10,
-        pool_pre_ping=True,  # a server restart costs the next checkout a reconnect, not a 503
+        # No pre-ping: it cost each checkout three round trips. After a server restart
+        # the first use of a stale connection fails; SQLAlchemy then drops every pooled
+        # connection, a read is tried again on a fresh one (database.py), a write answers
+        # 503 once (whether its COMMIT landed is unknown, so it is not repeated).
+        pool_pre_ping=False,
         pool_timeout=10,
         connect_args={"timeout": CONNECT_TIMEOUT, "server_settings": {"application_name": "widget"}},
     )
