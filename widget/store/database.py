@@ -169,15 +169,18 @@ class SqliteDatabase:
 class PostgresDatabase:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Reads without BEGIN and ROLLBACK (two round trips): under READ COMMITTED each
+        # statement reads its own snapshot anyway.
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def read(self, work: Work[T], *, offload: bool = False) -> T:
         try:
-            async with self.engine.connect() as conn:
+            async with self._reads.connect() as conn:
                 return await conn.run_sync(work)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        async with self.engine.connect() as conn:  # the pool was stale (a server restart)
+        async with self._reads.connect() as conn:  # the pool was stale (a server restart)
             return await conn.run_sync(work)
 
     async def write(self, work: Work[T], *, company_id: str | None = None, background: bool = False) -> T:
