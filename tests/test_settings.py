@@ -21,6 +21,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.token_max_age == 900
     assert settings.timeline_retention_days == 365
     assert settings.sse_ping == 15
+    assert settings.request_receipt_timeout == 10
     assert settings.log_format == "json"
     assert settings.data_dir == tmp_path / "data"
     assert settings.db_url == f"sqlite+aiosqlite:///{tmp_path / 'data' / 'widget.db'}"
@@ -59,6 +60,11 @@ def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("WIDGET_TIMELINE_RETENTION_DAYS", "1.5"),
         ("WIDGET_SSE_PING", "0"),
         ("WIDGET_SSE_PING", "soon"),
+        ("WIDGET_REQUEST_RECEIPT_TIMEOUT", "0"),
+        ("WIDGET_REQUEST_RECEIPT_TIMEOUT", "-3"),
+        ("WIDGET_REQUEST_RECEIPT_TIMEOUT", "nan"),
+        ("WIDGET_REQUEST_RECEIPT_TIMEOUT", "inf"),
+        ("WIDGET_REQUEST_RECEIPT_TIMEOUT", "soon"),
         ("WIDGET_BROKER_URL", "ftp://x"),
         ("WIDGET_BROKER_URL", "kafka://broker:9092"),
         ("WIDGET_DATABASE_URL", "mysql://"),

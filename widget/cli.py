@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from widget import companies, embed_tokens, logs, metrics, worker
+from widget import companies, embed_tokens, logs, metrics, server, worker
 from widget.errors import DomainError, Invalid
 from widget.models import EmbedTokenIn, parse
 from widget.runtime import Runtime, open_runtime
@@ -34,6 +35,21 @@ async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[
             raise CliError(exc.message) from None
 
 
+def raise_file_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: the default soft 1,024 is a few hundred
+    streams, while the hard limit is usually far higher. Children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        logs.log.info("open file limit (RLIMIT_NOFILE) is %s, already the hard limit", soft)
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:  # e.g. an unlimited hard limit above the kernel's nr_open
+        logs.log.warning("open file limit (RLIMIT_NOFILE) stays %s: cannot raise it to %s (%s)", soft, hard, exc)
+        return
+    logs.log.info("open file limit (RLIMIT_NOFILE) raised: %s -> %s", soft, hard)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -45,9 +61,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     # environment): they would race on the schema.
     asyncio.run(_with_runtime(settings, lambda runtime: asyncio.sleep(0)))
     os.environ["WIDGET_MIGRATE_ON_START"] = "false"
+    # Once the settings and the database proved usable (an error there stays one line),
+    # before uvicorn starts the processes that inherit the limit.
+    logs.configure(settings.log_format)
+    raise_file_limit()
     uvicorn.run(
         "widget.asgi:app", host=args.host, port=args.port, workers=args.workers,
         access_log=False, log_config=None, timeout_graceful_shutdown=5, proxy_headers=False,
+        http=server.http_protocol(settings.request_receipt_timeout),
     )
 
 
@@ -64,6 +85,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)  # hand back unfinished rows, then exit
         async with open_runtime(settings, migrate=settings.migrate_on_start) as runtime:
+            raise_file_limit()  # once the store opened: an error there stays one line
             if settings.worker_metrics_port:
                 metrics.serve_alone(settings.worker_metrics_port)
             await worker.run_worker(runtime, stop)

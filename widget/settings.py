@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # Addition: `widget worker` serves its own /metrics on this port (all interfaces),
     # since it has no HTTP server otherwise; 0 = off.
     worker_metrics_port: int = 0
+    # Addition: seconds a client has to send a whole request (headers and body) from the
+    # moment the connection can take one; past it the connection is closed. uvicorn has
+    # no such deadline (its issue #157): without it, slow-header clients hold sockets forever.
+    request_receipt_timeout: float = 10.0
 
     @field_validator("secret_keys", mode="before")
     @classmethod
@@ -159,6 +163,13 @@ class Settings(BaseSettings):
     @classmethod
     def _positive_float(cls, value: float) -> float:
         if value <= 0:
+            raise ValueError("must be a positive number of seconds")
+        return value
+
+    @field_validator("request_receipt_timeout")
+    @classmethod
+    def _receipt_timeout(cls, value: float) -> float:
+        if not 0 < value < float("inf"):  # NaN too
             raise ValueError("must be a positive number of seconds")
         return value
 
