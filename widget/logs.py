@@ -4,12 +4,15 @@ Secrets never reach a log line: uvicorn's access log (which prints query strings
 hence ``?token=``) is replaced by our own request line without the query, and every
 line passes through a filter that masks anything shaped like a token or API key.
 
-A burst of identical warnings or errors (the process out of file descriptors fails
-every ``accept`` the same way) is thinned by ``_Bursts``; product events never are.
+A burst of identical warnings or errors is thinned by ``_Bursts``; product events never
+are. asyncio's report of a failed ``accept()`` (out of file descriptors: a multi-line
+error with a traceback, once per retry, hundreds of MB in minutes) becomes one readable
+warning per interval with a count (``AcceptFailures``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -103,11 +106,44 @@ class _Bursts(logging.Filter):
             return False
 
 
+class AcceptFailures(logging.Filter):
+    """asyncio's "socket.accept() out of system resource" errors, one WARNING line per
+    ``interval`` seconds saying how many accepts failed since the last line."""
+
+    ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+    def __init__(self, interval: float = 10.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last_line: float | None = None
+        self._failures = 0  # since the last line, that one included
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name != "asyncio" or not isinstance(exc, OSError) or exc.errno not in self.ERRNOS:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            self._failures += 1
+            if self._last_line is not None and now - self._last_line < self.interval:
+                return False
+            failures, self._failures, self._last_line = self._failures, 0, now
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = ("accept() failed: %s; %d failed accept(s) in the last %.0f s (new connections "
+                      "wait or are refused until file descriptors free up)")
+        record.args = (exc.strerror or exc, failures, self.interval)
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
 def configure(fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
+    handler.addFilter(AcceptFailures())  # before _Bursts: it sees the one line, not each failure
     handler.addFilter(_Bursts())
-    # asyncio: e.g. "socket.accept() out of system resource" under fd exhaustion.
+    # asyncio: e.g. "socket.accept() out of system resource" under fd exhaustion
+    # (uvloop does not report it: libuv accepts and closes the excess connections).
     for name, level in (("widget", logging.INFO), ("uvicorn", logging.INFO),
                         ("uvicorn.error", logging.INFO), ("asyncio", logging.WARNING)):
         logger = logging.getLogger(name)
