@@ -4,6 +4,10 @@ Adds the headers every response carries (with ``Server-Timing: app;dur=<ms>``, t
 to the first byte of the response), and per request one log line at INFO and one
 ``/metrics`` sample, both by route template (``/api/v1/deals/{id}``) and without the
 query string (tokens travel in ``?token=``; uvicorn's access log is off).
+
+A response that starts before its request's body was received whole (a 401 or 413
+answered from the headers) carries ``Connection: close``: uvicorn would otherwise keep
+the connection and read the rest of the body, however large, only to discard it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ access_log = logging.getLogger("widget.access")
 
 # Pages that set nothing else may not be framed at all.
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+
+def _declares_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 def _route_templates(routes: list[BaseRoute]) -> dict[Any, str]:
@@ -45,12 +56,22 @@ class SecurityHeaders:
             return
         started = time.perf_counter()
         status = 0
+        body_pending = _declares_body(scope)
+
+        async def receive_noting_the_body_end() -> Message:
+            nonlocal body_pending
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_pending = False
+            return message
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
+                if body_pending:
+                    headers["Connection"] = "close"
                 headers.setdefault("Referrer-Policy", "no-referrer")
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
@@ -60,7 +81,7 @@ class SecurityHeaders:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive_noting_the_body_end, send_with_headers)
         except Exception:
             status = status or 500  # the server error handler outside answers it
             raise
