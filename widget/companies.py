@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import urlsplit
 
 from widget.errors import Invalid, Unauthenticated
@@ -12,16 +13,24 @@ from widget.store import CompanyExists, Row
 from widget.tokens import hash_api_key, new_api_key
 
 
+# Exactly scheme://host[:port] (one trailing slash tolerated): a host is dot-separated
+# labels of letters, digits and hyphens, as CSP's host-source. Origins go verbatim into
+# the frame-ancestors directive, so anything more (";", a space, "*") could add to it.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_ORIGIN = re.compile(rf"(https?)://({_LABEL}(?:\.{_LABEL})*)(?::([0-9]{{1,5}}))?/?", re.IGNORECASE)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def normalise_origin(value: str) -> str:
-    """scheme://host[:port], lower-case, no path or trailing slash; ValueError if not."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) origin: {value!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-        raise ValueError(f"an origin has no path, query or credentials: {value!r}")
-    default_port = {"http": 80, "https": 443}[parts.scheme]
-    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
-    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+    """scheme://host[:port], lower-case, no default port, no trailing slash; ValueError if
+    ``value`` is anything else (a path, query, credentials, spaces, ";", "*")."""
+    match = _ORIGIN.fullmatch(value)
+    port = int(match.group(3)) if match and match.group(3) else None
+    if match is None or port == 0 or (port or 0) > 65535:
+        shown = value if len(value) <= 100 else value[:100] + "…"
+        raise ValueError(f"an origin must be exactly http(s)://host[:port], nothing more: {shown!r}")
+    scheme, host = match.group(1).lower(), match.group(2).lower()
+    return f"{scheme}://{host}" + (f":{port}" if port and port != _DEFAULT_PORTS[scheme] else "")
 
 
 def frame_origins(company: Row) -> list[str]:

@@ -41,8 +41,12 @@ NAME_PATTERN = rf"^[^\x00]*[^{WHITESPACE}\x00][^\x00]*$"
 ROOM_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 # An absolute http(s) URL whose host is a plain name or IPv4 address (no user info, no
 # IPv6 literal), an optional numeric port, then any path, query and fragment without
-# control characters. Narrower than urlsplit, so that a schema can say it exactly.
-HTTP_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9._~-]*(:[0-9]{1,5})?([/?#][^\x00-\x1f\x7f]*)?$"
+# control characters or spaces (a URL has none; CR/LF would split a header it lands in).
+# Narrower than urlsplit, so that a schema can say it exactly.
+HTTP_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9._~-]*(:[0-9]{1,5})?([/?#][^\x00-\x20\x7f]*)?$"
+# An integer contact_id is taken as its decimal string, so it is held to a string's
+# 255 characters too: 255 digits, or a minus sign and 254.
+CONTACT_ID_MAX, CONTACT_ID_MIN = 10**255 - 1, -(10**254 - 1)
 ROOM_ID = re.compile(ROOM_ID_PATTERN)
 COMPANY_ID = re.compile(r"[a-z0-9-]{2,64}")
 CREATORS = {"bot": "Bot", "agentic_ai": "AI"}
@@ -82,7 +86,7 @@ class RecordIn(Body):
     room_id: RoomId | None = Field(
         default=None, description="The chat room; a bot/AI record with a room is shown in it."
     )
-    contact_id: Text | Annotated[StrictInt, Integral] | None = Field(
+    contact_id: Text | Annotated[StrictInt, Field(ge=CONTACT_ID_MIN, le=CONTACT_ID_MAX), Integral] | None = Field(
         default=None,
         description="A contact of this company (an integer is taken as its decimal string). An unknown "
         "or deleted contact does not fail the create: the record is created without a contact.",
@@ -215,6 +219,8 @@ def _message(err: Any, field: str, immutable: frozenset[str]) -> str:
     if kind != "missing" and err["input"] is None:
         return "must not be null"
     if field == "contact_id":
+        if kind in ("less_than_equal", "greater_than_equal"):
+            return "must be at most 255 characters (as a decimal string)"
         return "must be a string or an integer"
     return _MESSAGES.get(kind) or str(err["msg"]).removeprefix("Value error, ")
 
@@ -225,11 +231,15 @@ def parse(model: type[Body], data: Any, immutable: frozenset[str] = frozenset())
         return model.model_validate(data)
     except ValidationError as exc:
         details: dict[str, str] = {}
+        type_errors: set[str] = set()  # fields whose message so far only says "wrong type"
         for err in exc.errors():
             loc = err["loc"]
             field = ".".join([str(loc[0]), *(str(p) for p in loc[1:] if isinstance(p, int))]) if loc else "body"
-            if field not in details:  # union members repeat the same field
+            # Union members repeat the same field: the first error stands, unless it only
+            # names a type the value was not and a later one says what is wrong with it.
+            if field not in details or (field in type_errors and not err["type"].endswith("_type")):
                 details[field] = _message(err, field, immutable)
+                (type_errors.add if err["type"].endswith("_type") else type_errors.discard)(field)
         raise validation_failed([{"field": f, "message": m} for f, m in details.items()]) from None
 
 
