@@ -1,7 +1,8 @@
 """The broker contract, for every broker (``memory://`` and ``redis://`` against a real
 redis-server): channels, release of subscriptions, bounded buffers that drop the oldest
 snapshot (a stream may skip versions, never go back), messages arriving whole with their
-``published_at``, and close ending every subscription.
+``published_at``, as one object for all the subscribers of a process (decoded once),
+``notify`` on arrival and on close, and close ending every subscription.
 
 Redis-only behaviour (several processes, one subscription per room, outages) is in
 ``tests/test_redis_broker.py``."""
@@ -121,6 +122,31 @@ async def test_messages_arrive_whole_with_their_publishing_time(broker: Broker) 
     async with broker.subscribe(channel) as sub:
         await broker.publish(channel, message)
         assert await next_message(sub) == message  # published_at too, as the same float
+
+
+async def test_the_subscribers_of_a_process_get_one_message_object(broker: Broker) -> None:
+    """Decoded once per process (Redis), wrapped once (memory): what a stream makes of
+    it can be made once. The control: a second publish is a new object."""
+    channel = room_channel("acme", "r-1")
+    async with broker.subscribe(channel) as a, broker.subscribe(channel) as b:
+        await broker.publish(channel, snapshot(1))
+        first = await next_message(a)
+        assert await next_message(b) is first
+        await broker.publish(channel, snapshot(2))
+        second = await next_message(a)
+        assert await next_message(b) is second and second is not first
+
+
+async def test_notify_is_called_when_something_arrives_and_when_the_broker_closes(broker: Broker) -> None:
+    channel = room_channel("acme", "r-1")
+    calls: list[int] = []
+    async with broker.subscribe(channel, lambda: calls.append(len(calls))) as sub, \
+            broker.subscribe(channel) as control:
+        await broker.publish(channel, snapshot(1))
+        await next_message(control)  # one hand-over for both: the other has it now
+        assert len(calls) == 1 and [m["version"] for m in sub.drain()] == [1]  # type: ignore[index]
+        await broker.close()
+        assert len(calls) == 2 and sub.closed and sub.drain() == []
 
 
 async def test_close_ends_open_subscriptions(broker: Broker) -> None:

@@ -2,8 +2,9 @@
 ``redis://`` / ``rediss://`` (Redis pub/sub, several processes or hosts).
 
 A broker moves messages (whole room snapshots with their ``version``) between
-processes; ``fanout.py`` hands them to this process's subscribers, each with a bounded
-buffer that drops the oldest snapshot (a stream may skip versions, never go back).
+processes; ``fanout.py`` hands each one, as one ``Message`` object, to this process's
+subscribers, each with a bounded buffer that drops the oldest snapshot (a stream may
+skip versions, never go back).
 A broker that can lose messages (``may_lose_messages``: Redis while its connection is
 down, or a publish that failed) delivers a ``Resync`` marker to every subscriber once
 it is back, and streams also re-read their room on a timer (``WIDGET_STREAM_RECHECK``).
@@ -12,8 +13,9 @@ it is back, and streams also re-read their room on a timer (``WIDGET_STREAM_RECH
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from widget.broker.fanout import QUEUE_SIZE, Message, Resync
 from widget.settings import SettingsError
@@ -36,6 +38,11 @@ class Subscription(Protocol):
         """Everything buffered now, oldest first, without waiting."""
         ...
 
+    @property
+    def closed(self) -> bool:
+        """The broker closed it: nothing more will arrive."""
+        ...
+
 
 class Broker(Protocol):
     may_lose_messages: bool
@@ -44,11 +51,15 @@ class Broker(Protocol):
         """Connect; raise BrokerUnavailable (one readable line) if that is impossible."""
         ...
 
-    async def publish(self, channel: str, message: Message) -> None: ...
+    async def publish(self, channel: str, message: Mapping[str, Any]) -> None: ...
 
-    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
+    def subscribe(
+        self, channel: str, notify: Callable[[], None] | None = None,
+    ) -> AbstractAsyncContextManager[Subscription]:
         """Subscribed on entry: a message published after entering reaches it (unless
-        the broker is down, in which case a Resync follows when it is back)."""
+        the broker is down, in which case a Resync follows when it is back). ``notify``
+        is called (synchronously, from the broker) whenever something arrives for it or
+        it is closed."""
         ...
 
     def subscriber_count(self, channel: str) -> int:

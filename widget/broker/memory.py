@@ -3,10 +3,10 @@ the message to the local fan-out, so nothing can be lost on the way."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from widget.broker.fanout import Fanout, Message, Subscriber
+from widget.broker.fanout import Fanout, Subscribed, Subscriber
 
 
 class MemoryBroker:
@@ -18,16 +18,18 @@ class MemoryBroker:
     async def start(self) -> None:
         return None
 
-    async def publish(self, channel: str, message: Message) -> None:
+    async def publish(self, channel: str, message: Mapping[str, Any]) -> None:
         self._fanout.deliver(channel, message)
 
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscriber]:
-        subscriber, _ = self._fanout.add(channel)
-        try:
-            yield subscriber
-        finally:
-            self._fanout.remove(channel, subscriber)
+    def subscribe(self, channel: str, notify: Callable[[], None] | None = None) -> Subscribed:
+        return Subscribed(self, channel, notify)
+
+    async def _join(self, channel: str, notify: Callable[[], None] | None) -> Subscriber:
+        subscriber, _ = self._fanout.add(channel, notify)
+        return subscriber
+
+    def _leave(self, channel: str, subscriber: Subscriber) -> None:
+        self._fanout.remove(channel, subscriber)
 
     def subscriber_count(self, channel: str) -> int:
         return self._fanout.count(channel)

@@ -2,7 +2,9 @@
 
 Transport only: publishing is one ``PUBLISH`` of the snapshot as JSON (``published_at``
 included); receiving is ONE subscriber connection per process, owned by one reader
-task, holding one Redis subscription per room that has local streams. The local
+task, holding one Redis subscription per room that has local streams. A message is
+decoded once per process and handed to the fan-out, which gives every local stream of
+the room that same object (so it is encoded for them once, too). The local
 subscribers (the streams) live in the shared fan-out (``fanout.py``), which is
 reference-counted by channel: the first local subscriber of a room makes the reader
 ``SUBSCRIBE``, the last one leaving makes it ``UNSUBSCRIBE``.
@@ -35,8 +37,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -48,7 +49,7 @@ from redis.exceptions import RedisError
 
 from widget import logs
 from widget.broker import BrokerUnavailable
-from widget.broker.fanout import Fanout, Message, Subscriber
+from widget.broker.fanout import Fanout, Subscribed, Subscriber
 
 CONNECT_TIMEOUT = 2.0  # seconds to open a connection (refused: at once)
 COMMAND_TIMEOUT = 2.0  # seconds for a command (PUBLISH, PING) or a write
@@ -139,26 +140,32 @@ class RedisBroker:
         except TimeoutError:
             pass
 
-    async def publish(self, channel: str, message: Message) -> None:
+    async def publish(self, channel: str, message: Mapping[str, Any]) -> None:
         if self._closed:
             raise RedisConnectionError("the broker is closed")
         payload = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
         await self._client.publish(channel, payload)
 
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscriber]:
-        subscriber, first = self._fanout.add(channel)
+    def subscribe(self, channel: str, notify: Callable[[], None] | None = None) -> Subscribed:
+        return Subscribed(self, channel, notify)
+
+    async def _join(self, channel: str, notify: Callable[[], None] | None) -> Subscriber:
+        subscriber, first = self._fanout.add(channel, notify)
         if first:
             self._dirty.add(channel)
             self._wake.set()
         try:
             if self._live and channel not in self._active:
                 await self._confirmed(channel)
-            yield subscriber
-        finally:
-            if self._fanout.remove(channel, subscriber):  # the last one here: unsubscribe
-                self._dirty.add(channel)
-                self._wake.set()
+        except BaseException:
+            self._leave(channel, subscriber)
+            raise
+        return subscriber
+
+    def _leave(self, channel: str, subscriber: Subscriber) -> None:
+        if self._fanout.remove(channel, subscriber):  # the last one here: unsubscribe
+            self._dirty.add(channel)
+            self._wake.set()
 
     def subscriber_count(self, channel: str) -> int:
         return self._fanout.count(channel)
