@@ -1,10 +1,14 @@
-"""The SSE stream, at two levels: the event generator in-process (ordering rules),
-and the HTTP endpoint against real uvicorn read with httpx-sse."""
+"""The SSE stream, at three levels: the frames generator in-process (ordering rules,
+one encode per publish), the HTTP endpoint against real uvicorn read with httpx-sse
+(and raw sockets where counts matter), and ``widget serve`` ending its streams at
+SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import socket
 import time
 from collections.abc import Iterator
 
@@ -13,10 +17,12 @@ import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 from starlette.applications import Starlette
 
-from tests.helpers import next_message
-from tests.support import FakeClock, LiveServer, Tenant
+from tests.helpers import next_message, wait_for
+from tests.support import FakeClock, LiveServer, Tenant, WidgetServer
+from widget import stream as stream_module
 from widget.broker import room_channel
 from widget.runtime import Runtime
+from widget.sse import Wakeup
 from widget.stream import room_events
 
 DEAL = {"name": "Laptop order", "stage": "New", "pipeline": "Sales", "creator_flag": "bot"}
@@ -42,6 +48,13 @@ def events_url(token: str, room_id: str = "room-1") -> str:
 def dispatched(source) -> Iterator[ServerSentEvent]:  # type: ignore[no-untyped-def]
     """Events a browser would dispatch: those with data (a bare retry/comment is not one)."""
     return (event for event in source.iter_sse() if event.data)
+
+
+def fields(frame: bytes) -> dict[str, str]:
+    """A frame's fields as the browser reads them (a comment's text under "")."""
+    lines = frame.decode().split("\r\n")
+    assert lines[-2:] == ["", ""], frame  # one message, ended by a blank line
+    return {name: value for name, _, value in (line.partition(": ") for line in lines[:-2])}
 
 
 # -- HTTP level -----------------------------------------------------------------------
@@ -136,10 +149,86 @@ def test_subscription_is_released_when_the_client_goes_away(live: tuple[LiveServ
         next(events)
         time.sleep(0.2)  # the server would have seen a hang-up by now
         assert broker.subscriber_count(channel) == 1
-    deadline = time.monotonic() + 5
-    while broker.subscriber_count(channel) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert broker.subscriber_count(channel) == 0
+    left = time.monotonic()
+    assert wait_for(lambda: broker.subscriber_count(channel) == 0, 5)
+    assert time.monotonic() - left < 1, "released, but not promptly"
+
+
+def test_head_answers_the_headers_without_opening_a_stream(http: httpx.Client) -> None:
+    response = http.head(events_url(mint(http)))
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["content-type"].startswith("text/event-stream")
+
+
+def raw_stream(server: LiveServer, path: str) -> socket.socket:
+    """A stream opened on a plain socket (nothing buffered, nothing read after the first
+    message): what an idle browser tab is to the server."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    received = b""
+    while b"event: room" not in received:
+        chunk = sock.recv(4096)
+        assert chunk, received
+        received += chunk
+    return sock
+
+
+def server_tasks(server: LiveServer) -> int:
+    """The asyncio tasks alive in the live server's event loop."""
+    async def count() -> int:
+        return len(asyncio.all_tasks())
+
+    return asyncio.run_coroutine_threadsafe(count(), server.server.servers[0].get_loop()).result(5)
+
+
+def test_an_open_stream_costs_at_most_two_tasks(live: tuple[LiveServer, Tenant], http: httpx.Client) -> None:
+    """The request's own and one waiting for the client to go away (sse-starlette's
+    response had five). Positive control: the 50 streams are open in that loop."""
+    server, tenant = live
+    token = mint(http)
+    broker = server.app.state.runtime.broker
+    before = server_tasks(server)
+    sockets = [raw_stream(server, events_url(token)) for _ in range(50)]
+    try:
+        during = server_tasks(server)
+        assert broker.subscriber_count(room_channel(tenant.id, "room-1")) == 50
+        assert 50 <= during - before <= 2 * 50, (before, during)
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert wait_for(lambda: server_tasks(server) == before, 5)
+    assert broker.subscriber_count(room_channel(tenant.id, "room-1")) == 0
+
+
+async def test_at_sigterm_widget_serve_ends_each_stream_with_its_last_chunk(widget_server: WidgetServer) -> None:
+    """uvicorn waits for open responses before it tells the app anything: the stream
+    notices the shutdown itself and ends cleanly (the chunked body's last chunk), at
+    once, so the browser reconnects to another process. Without that, uvicorn's
+    graceful-shutdown timeout (5 s) cuts it: no last chunk."""
+    created = widget_server.cli("company", "create", "acme", "--name", "Acme",
+                                "--frame-origin", "http://localhost:8001", "--json")
+    await widget_server.start()
+    assert widget_server.process is not None
+    async with httpx.AsyncClient(base_url=widget_server.url, timeout=10,
+                                 headers={"Authorization": f"Bearer {json.loads(created)['api_key']}"}) as api:
+        token = (await api.post("/api/v1/embed-tokens", json={"room_id": "room-1", "agent_id": "a"})).json()["token"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", widget_server.port)
+    try:
+        writer.write(f"GET {events_url(token)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        received = b""
+        while b"event: room" not in received:
+            chunk = await asyncio.wait_for(reader.read(4096), 10)
+            assert chunk, received
+            received += chunk
+        widget_server.process.send_signal(signal.SIGTERM)
+        stopping = time.monotonic()
+        rest = await asyncio.wait_for(reader.read(), 10)  # until the server closes the connection
+        took = time.monotonic() - stopping
+    finally:
+        writer.close()
+    assert (received + rest).endswith(b"\r\n0\r\n\r\n"), rest  # the last chunk: a clean end
+    assert took < 2, took
+    assert await asyncio.to_thread(widget_server.process.wait, 10) in (0, -signal.SIGTERM)
 
 
 def test_pings_keep_an_idle_stream_alive(tmp_path, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
@@ -167,9 +256,9 @@ def test_pings_keep_an_idle_stream_alive(tmp_path, clock: FakeClock) -> None:  #
 
 async def test_stream_never_goes_back_and_ends_when_the_broker_closes(runtime: Runtime, tenant: Tenant) -> None:
     far_future = runtime.now() + 3600 * 1_000_000
-    stream = room_events(runtime, tenant.id, "room-9", far_future, None)
-    first = await anext(stream)
-    assert first.id == "0"
+    stream = room_events(runtime, tenant.id, "room-9", far_future, None, Wakeup())
+    first = fields(await anext(stream))
+    assert (first["id"], first["event"], first["retry"]) == ("0", "room", "2000")
     channel = room_channel(tenant.id, "room-9")
     stale = {"room_id": "room-9", "version": 0, "deal": None, "ticket": None}
     newer = {**stale, "version": 5}
@@ -177,7 +266,7 @@ async def test_stream_never_goes_back_and_ends_when_the_broker_closes(runtime: R
     await asyncio.sleep(0)
     await runtime.broker.publish(channel, stale)  # not newer than what was sent: dropped
     await runtime.broker.publish(channel, newer)
-    assert (await next_event).id == "5"
+    assert fields(await next_event)["id"] == "5"
     next_event = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0)
     await runtime.broker.publish(channel, {**stale, "version": 4})
@@ -187,8 +276,8 @@ async def test_stream_never_goes_back_and_ends_when_the_broker_closes(runtime: R
 
 
 async def test_a_slow_stream_sends_the_newest_buffered_snapshot_not_each_one(runtime: Runtime, tenant: Tenant) -> None:
-    stream = room_events(runtime, tenant.id, "room-9", runtime.now() + 3600 * 1_000_000, None)
-    assert (await anext(stream)).id == "0"
+    stream = room_events(runtime, tenant.id, "room-9", runtime.now() + 3600 * 1_000_000, None, Wakeup())
+    assert fields(await anext(stream))["id"] == "0"
     channel = room_channel(tenant.id, "room-9")
     # The client reads nothing while more snapshots arrive than a buffer holds.
     async with runtime.broker.subscribe(channel) as control:
@@ -198,9 +287,58 @@ async def test_a_slow_stream_sends_the_newest_buffered_snapshot_not_each_one(run
         # last (through Redis on the scale stack), so does the stream's buffer.
         while (await next_message(control))["version"] < 30:
             pass
-    assert (await anext(stream)).id == "30"  # straight to the newest
+    assert fields(await anext(stream))["id"] == "30"  # straight to the newest
     next_event = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0)
     await runtime.broker.publish(channel, {"room_id": "room-9", "version": 31, "deal": None, "ticket": None})
-    assert (await asyncio.wait_for(next_event, 2)).id == "31"
+    assert fields(await asyncio.wait_for(next_event, 2))["id"] == "31"
     await stream.aclose()
+
+
+async def test_a_snapshot_is_encoded_once_for_all_the_streams_of_a_room(
+    runtime: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three streams of one room in one process (on the scale stack the message comes
+    through Redis: decoded once too), one publish: one encode, the same bytes object
+    sent on each, without published_at. Each stream's first message is its own store
+    read, so it is encoded per stream: the count's positive control."""
+    encoded: list[int] = []
+    encode = stream_module._encode
+
+    def counted(snapshot: dict, **extra: object) -> bytes:  # type: ignore[type-arg]
+        encoded.append(snapshot["version"])
+        return encode(snapshot, **extra)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stream_module, "_encode", counted)
+    far_future = runtime.now() + 3600 * 1_000_000
+    streams = [room_events(runtime, tenant.id, "room-9", far_future, None, Wakeup()) for _ in range(3)]
+    try:
+        for stream in streams:
+            await anext(stream)
+        assert encoded == [0, 0, 0]
+        waiting = [asyncio.ensure_future(anext(stream)) for stream in streams]
+        await asyncio.sleep(0)
+        await runtime.broker.publish(room_channel(tenant.id, "room-9"), {
+            "room_id": "room-9", "version": 1, "deal": None, "ticket": None, "published_at": time.time()})
+        frames = await asyncio.wait_for(asyncio.gather(*waiting), 2)
+        assert encoded == [0, 0, 0, 1]
+        assert frames[0] is frames[1] is frames[2]
+        assert json.loads(fields(frames[0])["data"]) == {"room_id": "room-9", "version": 1, "deal": None, "ticket": None}
+    finally:
+        for stream in streams:
+            await stream.aclose()
+
+
+async def test_an_ended_wakeup_ends_the_stream_and_releases_its_subscription(runtime: Runtime, tenant: Tenant) -> None:
+    """What the response does when the client goes away or the server shuts down."""
+    wakeup = Wakeup()
+    channel = room_channel(tenant.id, "room-9")
+    stream = room_events(runtime, tenant.id, "room-9", runtime.now() + 3600 * 1_000_000, None, wakeup)
+    await anext(stream)
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and runtime.broker.subscriber_count(channel) == 1  # positive control: it waits
+    wakeup.end()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 1)
+    assert runtime.broker.subscriber_count(channel) == 0

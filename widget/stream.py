@@ -12,6 +12,13 @@ process's streams of one room share that read); with a broker that can lose a me
 at all (``redis://``: a publish that failed) the stream also re-reads it every
 ``WIDGET_STREAM_RECHECK`` seconds. Either way it sends the stored snapshot only if it
 is newer than what it sent.
+
+The response is ``widget/sse.py``'s: one task per stream, which waits on one
+``Wakeup``, set by the broker subscription, the stream's timer (its next ping, its
+token's expiry, its next re-read), the client going away or the server shutting down.
+A published snapshot is encoded once per process, not once per stream: the broker hands
+every local stream of the room the same ``Message``, and the first stream to send it
+keeps its frame on it for the others (``published_at`` is never sent).
 """
 
 from __future__ import annotations
@@ -20,81 +27,77 @@ import asyncio
 import json
 import math
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
-from widget import metrics, rooms
+from widget import metrics, rooms, sse
 from widget.broker import Message, Resync, room_channel
-from widget.broker.fanout import Subscriber
 from widget.embed import authorize
 from widget.runtime import Runtime
 
 RETRY_MS = 2000
-SHUTDOWN_GRACE = 3.0  # seconds; below uvicorn's graceful-shutdown timeout (cli: 5 s)
+UP_TO_DATE = sse.comment("up to date", retry=RETRY_MS)  # the client has the stored version
+TOKEN_EXPIRED = sse.event("token-expired", "{}")
 
 
-class EndOnShutdown:
-    """Handed to sse-starlette as its ``shutdown_event``: when the server shuts down it
-    calls ``set()``, which closes the stream's subscription, so the generator returns
-    and the response ends with its last chunk instead of being cut (a proxy would log
-    a cut stream as an error, request line and token included). The browser then
-    reconnects after ``retry`` and resumes with ``Last-Event-ID`` on another process."""
-
-    def __init__(self) -> None:
-        self.subscription: Subscriber | None = None
-        self.happened = False
-
-    def set(self) -> None:
-        self.happened = True
-        if self.subscription is not None:
-            self.subscription.close()
-
-    def watch(self, subscription: Subscriber) -> None:
-        self.subscription = subscription
-        if self.happened:
-            subscription.close()
-
-
-def _room_event(snapshot: dict, *, retry: int | None = None) -> ServerSentEvent:
-    # json.dumps escapes newlines, so data is always one line.
+def _encode(snapshot: Mapping[str, Any], *, retry: int | None = None) -> bytes:
     shown = {key: value for key, value in snapshot.items() if key != rooms.PUBLISHED_AT}
-    return ServerSentEvent(
-        data=json.dumps(shown, ensure_ascii=False, separators=(",", ":")),
-        event="room", id=str(snapshot["version"]), retry=retry,
-    )
+    # json.dumps escapes newlines, so data is always one line.
+    data = json.dumps(shown, ensure_ascii=False, separators=(",", ":"))
+    return sse.event("room", data, id=str(snapshot["version"]), retry=retry)
+
+
+def _frame(message: Message) -> bytes:
+    """The message's frame: made by the first stream that sends it, reused by the rest."""
+    if message.encoded is None:
+        message.encoded = _encode(message)
+    return message.encoded
+
+
+async def _first(rt: Runtime, company_id: str, room_id: str, last_event_id: str | None) -> tuple[int, bytes]:
+    """The stored version and the stream's first frame: that snapshot, or a comment
+    if the client has that version already."""
+    snapshot = await rooms.current(rt, company_id, room_id)
+    version = snapshot["version"]
+    return version, UP_TO_DATE if last_event_id == str(version) else _encode(snapshot, retry=RETRY_MS)
 
 
 _RECHECK = Resync()  # the stream's own timer: a read of its own
-_shared_reads: dict[tuple[int, str, str, Resync], asyncio.Future[dict[str, Any]]] = {}
+_shared_reads: dict[tuple[int, str, str, Resync], asyncio.Future[Message]] = {}
 
 
 def _newest(items: list[Message | Resync]) -> Message | Resync:
     """What a stream that fell behind sends: the store's state if messages were lost
     (the read comes after all of them), else the newest snapshot."""
+    if len(items) == 1:
+        return items[0]
     markers = [item for item in items if isinstance(item, Resync)]
     if markers:
         return markers[-1]
     return max(items, key=lambda item: item["version"])  # type: ignore[index]
 
 
-async def _read_room(rt: Runtime, company_id: str, room_id: str, marker: Resync) -> dict[str, Any]:
+async def _stored(rt: Runtime, company_id: str, room_id: str) -> Message:
+    return Message(await rooms.current(rt, company_id, room_id))
+
+
+async def _read_room(rt: Runtime, company_id: str, room_id: str, marker: Resync) -> Message:
     """The room as stored now. The streams of a room that got the same broker marker
-    share one read (it starts after the marker was made, which is all each needs):
-    after an outage a process reads each open room once, not once per stream."""
+    share one read (it starts after the marker was made, which is all each needs), and
+    its frame: after an outage a process reads each open room once, not once per stream."""
     if marker is _RECHECK:
-        return await rooms.current(rt, company_id, room_id)
+        return await _stored(rt, company_id, room_id)
     key = (id(rt), company_id, room_id, marker)
     read = _shared_reads.get(key)
     if read is None:
-        read = asyncio.ensure_future(rooms.current(rt, company_id, room_id))
+        read = asyncio.ensure_future(_stored(rt, company_id, room_id))
         _shared_reads[key] = read
 
-        def forget(done: asyncio.Future[dict[str, Any]]) -> None:
+        def forget(done: asyncio.Future[Message]) -> None:
             _shared_reads.pop(key, None)
             if not done.cancelled():
                 done.exception()  # retrieved, even if every reader went away meanwhile
@@ -105,68 +108,67 @@ async def _read_room(rt: Runtime, company_id: str, room_id: str, marker: Resync)
 
 async def room_events(
     rt: Runtime, company_id: str, room_id: str, expires_at: int, last_event_id: str | None,
-    shutdown: EndOnShutdown | None = None,
-) -> AsyncIterator[ServerSentEvent]:
+    wakeup: sse.Wakeup,
+) -> AsyncGenerator[bytes, None]:
+    """The stream's frames, until its token expires, its broker closes or ``wakeup``
+    ends. It waits on ``wakeup`` alone, which its subscription sets."""
     loop = asyncio.get_running_loop()
+    ping = rt.settings.sse_ping
+    next_ping = loop.time() + ping
     recheck = rt.settings.stream_recheck if rt.broker.may_lose_messages else 0.0
     # The first re-read at a random point of the interval: streams opened together
     # (a restart, a burst of page loads) spread their reads.
     next_check = loop.time() + recheck * random.uniform(0.5, 1.0) if recheck else math.inf
     # The gauge also goes down when the client goes away (the generator is closed).
     with metrics.OPEN_STREAMS.track_inprogress():
-        async with rt.broker.subscribe(room_channel(company_id, room_id)) as subscription:
-            if shutdown is not None:
-                shutdown.watch(subscription)
-            snapshot = await rooms.current(rt, company_id, room_id)
-            shown = snapshot["version"]
-            if last_event_id == str(shown):
-                yield ServerSentEvent(comment="up to date", retry=RETRY_MS)
-            else:
-                yield _room_event(snapshot, retry=RETRY_MS)
+        async with rt.broker.subscribe(room_channel(company_id, room_id), wakeup.set) as subscription:
+            shown, first = await _first(rt, company_id, room_id, last_event_id)
+            yield first
+            del first  # an idle stream keeps nothing it sent (thousands of them)
             while True:
                 remaining = (expires_at - rt.now()) / 1_000_000
                 if remaining <= 0:
-                    yield ServerSentEvent(data="{}", event="token-expired")
+                    yield TOKEN_EXPIRED
                     return
-                item: Message | Resync | None
-                try:
-                    async with asyncio.timeout(max(0.0, min(remaining, next_check - loop.time()))):
-                        item = await subscription.get()
-                except TimeoutError:
+                now = loop.time()
+                if now >= next_ping:
+                    yield sse.PING
+                    next_ping = now + ping
+                await wakeup.wait(min(now + remaining, next_ping, next_check))
+                if wakeup.ended:  # the client went away, or the server is shutting down
+                    return
+                items = subscription.drain()
+                if not items:
+                    if subscription.closed:  # its broker closed (app shutdown)
+                        return
                     if loop.time() < next_check:
-                        continue  # the token's time: checked above
-                    item = _RECHECK
-                if item is None:  # the server is shutting down (or its broker closed)
-                    return
-                item = _newest([item, *subscription.drain()])
+                        continue  # the ping's or the token's time: both checked above
+                    items = [_RECHECK]
+                item = _newest(items)
                 if isinstance(item, Resync):
                     next_check = loop.time() + recheck if recheck else math.inf
                     try:
-                        snapshot = await _read_room(rt, company_id, room_id, item)
+                        stored = await _read_room(rt, company_id, room_id, item)
                     except Exception:  # the store is out: /readyz says so; try again later
                         continue
-                    if snapshot["version"] > shown:
-                        shown = snapshot["version"]
+                    if stored["version"] > shown:
+                        shown = stored["version"]
                         metrics.stream_delivered(None)
-                        yield _room_event(snapshot)
+                        yield _frame(stored)
                 elif item["version"] > shown:
                     shown = item["version"]
                     metrics.stream_delivered(item.get(rooms.PUBLISHED_AT))
-                    yield _room_event(item)
+                    yield _frame(item)
 
 
-async def events(request: Request) -> Response:
-    claims = authorize(request)
+def _open(scope: Scope, wakeup: sse.Wakeup) -> AsyncGenerator[bytes, None]:
+    request = Request(scope)
+    claims = authorize(request)  # refused: answered as any route's error, before the stream starts
     rt: Runtime = request.app.state.runtime
     last_event_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    shutdown = EndOnShutdown()
-    return EventSourceResponse(
-        room_events(rt, claims["company"], claims["room_id"], claims["exp"], last_event_id, shutdown),
-        ping=rt.settings.sse_ping,
-        headers={"Cache-Control": "no-store"},
-        shutdown_event=shutdown,  # type: ignore[arg-type]  # only its set() is called
-        shutdown_grace_period=SHUTDOWN_GRACE,
-    )
+    return room_events(rt, claims["company"], claims["room_id"], claims["exp"], last_event_id, wakeup)
 
 
-routes = [Route("/embed/rooms/{room_id}/events", events, methods=["GET"])]
+# An ASGI app as the endpoint, not a request → response function: Starlette would wrap
+# that in a Request, closures and frames of its own, alive as long as the stream.
+routes = [Route("/embed/rooms/{room_id}/events", sse.EventStream(_open), methods=["GET"])]

@@ -1,0 +1,201 @@
+"""Server-sent event streams over pure ASGI, lean enough for thousands of idle ones.
+
+One task runs a stream, the server's request task: it sends what the stream's frames
+(an async generator) yield. The generator waits on the stream's ``Wakeup``, set by
+whatever can happen to an idle stream: a message for it (its broker subscription calls
+``set``), its own deadline (next ping, token expiry), the client going away, the server
+shutting down. Deadlines share one timer per event loop (a loop timer per stream weighs
+~0.5 KB), in ``TICK`` steps. The client going away is the one thing that needs a task
+of its own: a bare ``receive()`` (ASGI has no other way to tell). sse-starlette's
+response had four tasks, cancel scopes and events per stream: ~48 KB.
+
+Server shutdown: uvicorn stops accepting and waits for open responses to end (5 s in
+``widget serve``), but tells the app nothing until they have (the lifespan's shutdown
+comes after). As sse-starlette does, we find the uvicorn server through its SIGTERM
+handler (a bound ``Server.handle_exit``) and, while streams are open, look at its
+``should_exit`` every ``SHUTDOWN_POLL`` seconds: then every stream ends with its last
+chunk, so a proxy does not log a cut response, and the browser reconnects (after
+``retry``) to another process. uvicorn run in a thread (tests) installs no signal
+handler: its streams end when its graceful timeout cancels them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import signal
+import weakref
+from collections.abc import AsyncGenerator, Callable
+
+from starlette.types import Receive, Scope, Send
+
+TICK = 0.1  # seconds: how precisely a stream's deadline is kept
+SHUTDOWN_POLL = 0.5  # seconds between looks at the server's should_exit
+_LINE_END = "\r\n"  # sse-starlette's; EventSource takes \r\n, \n and \r alike
+
+
+def event(name: str, data: str, *, id: str | None = None, retry: int | None = None) -> bytes:
+    """One message. ``data`` is one line (JSON escapes newlines)."""
+    lines = [f"id: {id}"] if id is not None else []
+    lines += [f"event: {name}", f"data: {data}"]
+    if retry is not None:
+        lines.append(f"retry: {retry}")
+    return (_LINE_END.join(lines) + _LINE_END * 2).encode()
+
+
+def comment(text: str, *, retry: int | None = None) -> bytes:
+    """A comment (the browser dispatches nothing), with ``retry`` if given."""
+    lines = [f": {text}"] + ([f"retry: {retry}"] if retry is not None else [])
+    return (_LINE_END.join(lines) + _LINE_END * 2).encode()
+
+
+PING = comment("ping")
+
+
+class Wakeup:
+    """What a stream waits on. ``set`` wakes it (or its next wait returns at once);
+    ``end`` also tells it to stop: the client went away or the server is shutting
+    down."""
+
+    __slots__ = ("_waiter", "_pending", "_tick", "ended")
+
+    def __init__(self) -> None:
+        self._waiter: asyncio.Future[None] | None = None
+        self._pending = False  # set while nobody waited
+        self._tick: int | None = None  # the tick the loop's ticker wakes it at
+        self.ended = False
+
+    def set(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is None:
+            self._pending = True
+        elif not waiter.done():  # (cancelled if its stream was)
+            waiter.set_result(None)
+
+    def end(self, *_: object) -> None:
+        """(Also a done-callback.)"""
+        self.ended = True
+        self.set()
+
+    def wait(self, until: float = math.inf) -> asyncio.Future[None]:
+        """Done once ``set`` is called or the loop's clock reaches ``until`` (at most
+        ``TICK`` later). A future, not a coroutine: nothing more to keep per stream."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        if self._pending or self.ended:
+            self._pending = False
+            waiter.set_result(None)
+            return waiter
+        self._waiter = waiter
+        if until < math.inf:
+            tick = math.ceil(until / TICK)
+            if tick != self._tick:  # (mostly it is the same deadline as last time)
+                _Ticker.of(loop).wake_at(self, tick)
+        return waiter
+
+
+def _server_exiting() -> bool:
+    """The uvicorn server of this process is shutting down (found as sse-starlette
+    finds it: uvicorn's SIGTERM handler is its ``handle_exit``, bound to it)."""
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return getattr(server, "should_exit", False) is True
+
+
+class _Ticker:
+    """One per event loop, with one timer that runs every ``TICK`` while there is work:
+    the streams' deadlines (buckets by tick, earliest first), and, while responses are
+    open, ending them all once the server shuts down."""
+
+    _of_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticker] = weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self._due: dict[int, list[Wakeup]] = {}
+        self._ticks: list[int] = []  # a heap of _due's keys
+        self.open: set[Wakeup] = set()  # the responses sending now
+        self._timer: asyncio.TimerHandle | None = None
+        self._next_shutdown_look = 0.0
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Ticker:
+        ticker = cls._of_loop.get(loop)
+        if ticker is None:
+            ticker = cls._of_loop[loop] = cls()
+        return ticker
+
+    def wake_at(self, wakeup: Wakeup, tick: int) -> None:
+        wakeup._tick = tick  # an entry of an earlier deadline is stale now: skipped
+        bucket = self._due.get(tick)
+        if bucket is None:
+            bucket = self._due[tick] = []
+            heapq.heappush(self._ticks, tick)
+        bucket.append(wakeup)
+        self._run()
+
+    def opened(self, wakeup: Wakeup) -> None:
+        self.open.add(wakeup)
+        if _server_exiting():
+            wakeup.end()
+        self._run()
+
+    def _run(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(TICK, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        while self._ticks and self._ticks[0] * TICK <= now:
+            tick = heapq.heappop(self._ticks)
+            for wakeup in self._due.pop(tick):
+                if wakeup._tick == tick:
+                    wakeup._tick = None
+                    wakeup.set()
+        if self.open and now >= self._next_shutdown_look:
+            self._next_shutdown_look = now + SHUTDOWN_POLL
+            if _server_exiting():
+                for wakeup in self.open:
+                    wakeup.end()
+        if self._ticks or self.open:
+            self._run()
+
+
+class EventStream:
+    """An ASGI app that answers with an event stream. ``open(scope, wakeup)`` checks
+    the request (raising refuses it: the app's error handlers answer, nothing was sent)
+    and returns the stream's frames, which wait on ``wakeup`` and end once
+    ``wakeup.ended``. The response ends with its last chunk when they end."""
+
+    HEADERS = (
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-store"),
+        (b"connection", b"keep-alive"),
+        (b"x-accel-buffering", b"no"),  # nginx: pass each frame on at once
+    )
+
+    def __init__(self, open: Callable[[Scope, Wakeup], AsyncGenerator[bytes, None]]) -> None:
+        self._open = open
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        wakeup = Wakeup()
+        frames = self._open(scope, wakeup)
+        # A new headers list each time: middleware edits the message in place.
+        await send({"type": "http.response.start", "status": 200, "headers": list(self.HEADERS)})
+        if scope["method"] == "HEAD":  # headers only: an endless body would never end
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await receive()  # the request (a GET: no body)
+        # What receive() gives next is http.disconnect: the client went away (or the
+        # response is complete).
+        client = asyncio.ensure_future(receive())
+        client.add_done_callback(wakeup.end)
+        ticker = _Ticker.of(asyncio.get_running_loop())
+        ticker.opened(wakeup)
+        try:
+            async for frame in frames:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            ticker.open.discard(wakeup)
+            client.cancel()
+            await frames.aclose()  # its subscription is released now, whatever ended it
