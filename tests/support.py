@@ -150,6 +150,10 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "public_url": "http://127.0.0.1:8000",
         "log_format": "json",
         "rate_limit": 0,  # tests drive bursts; tests/test_limits.py turns it on
+        # A Chat Panel is named (never called: no worker runs unless a test starts one),
+        # so bot records get their chat-history job as deployed; without one the entry
+        # fails in the create itself (tests/test_chat_history.py).
+        "chat_panel_url": "http://chat-panel.test/api",
         # Timeline entries stay as written unless a test runs the worker itself.
         "embedded_worker": False,
         **stack,

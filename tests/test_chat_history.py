@@ -26,7 +26,8 @@ from tests.worker_support import (
     CHAT_PANEL, COMPANY, bot_record, drain, entry, outbox, preview, stored_events, widget_logs,
     worker_runtime,
 )
-from widget.models import to_micros
+from widget import records
+from widget.models import TicketIn, to_micros
 from widget.worker import chat_history
 
 
@@ -203,6 +204,23 @@ async def test_without_a_chat_panel_configured_the_entry_fails_at_once(
         assert (await entry(rt, record_id, "ticket"))["chat_preview_status"] == "failed"
         [event] = await stored_events(rt, "timeline_log_creation_failed")
     assert event["ticket_id"] == record_id and event["error_reason"] == "not_configured"
+
+
+async def test_a_record_created_without_a_chat_panel_fails_its_entry_in_the_create_itself(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Nothing to fetch from: the create settles the entry as ``failed`` with its event,
+    in its own transaction, and leaves the worker no chat-history job."""
+    async with worker_runtime(tmp_path, clock, chat_panel_url=None) as rt:
+        company = await rt.store.get_company(COMPANY)
+        assert company is not None
+        created = await records.create(rt, "ticket", company, TicketIn(
+            name="Refund", status="Open", room_id="room-1", creator_flag="agentic_ai"))
+        assert (await entry(rt, created["id"], "ticket"))["chat_preview_status"] == "failed"
+        assert await outbox(rt, "chat_history") == []
+        [event] = await stored_events(rt, "timeline_log_creation_failed")
+    assert event["ticket_id"] == created["id"] and event["error_reason"] == "not_configured"
+    assert event["room_id"] == "room-1" and event["timestamp"] == created["created_at"]
 
 
 async def test_a_transient_failure_then_an_answer_is_ok_without_a_failure_event(

@@ -40,6 +40,7 @@ from tests.worker_support import outbox, wait_until
 from widget import companies, records
 from widget.models import DealIn
 from widget.runtime import Runtime, open_runtime, system_clock
+from widget.settings import Settings
 from widget.store import Row
 from widget.worker import notify, nudge, run_worker
 
@@ -209,6 +210,12 @@ class Receiver:
         events = response.json()["events"]
         assert [e for e in events if not e["verified"] or e["status"] != 200] == []
         return events
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """No Chat Panel: bot records get no chat-history job beside their notifications."""
+    return make_settings(tmp_path, chat_panel_url=None)
 
 
 @pytest.fixture
@@ -474,7 +481,7 @@ async def test_a_worker_stopped_mid_delivery_leaves_the_rest_to_the_next_one_und
     calls are held (handing its rows back), its runtime closes; a new runtime on the
     same database delivers everything. The held calls reach the host late, and the
     new worker's copies are dropped as duplicates or the other way round."""
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, chat_panel_url=None)
     receiver.faults.mode = Fault(503)
     async with open_runtime(settings, clock) as first:
         acme = await company(first, receiver)

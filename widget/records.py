@@ -30,10 +30,16 @@ async def create(
     flag = body.creator_flag
     in_room = flag in CREATORS and bool(body.room_id)
     entry, topics = None, []
+    # Without a Chat Panel there is no history to fetch: the entry fails here, with its
+    # event, as the worker would fail it at its first attempt (and costs it nothing).
+    no_chat_panel = in_room and not rt.settings.chat_panel_url
     if in_room:
         assert flag is not None and body.room_id is not None
         entry = timeline.creation_entry(company_id, flag, body.room_id)
-        topics.append("chat_history")
+        if no_chat_panel:
+            entry["chat_preview_status"] = "failed"
+        else:
+            topics.append("chat_history")
         if company["omnichannel_url"]:
             topics.append("notify.created")
     happened: list[Event] = []
@@ -51,6 +57,10 @@ async def create(
             happened.append(events.about(
                 events.created_name(kind, flag), kind, record_id, room_id=body.room_id,
                 contact_id_present=body.contact_id is not None, source=body.source, timestamp=timestamp))
+            if no_chat_panel:
+                happened.append(events.about(
+                    events.TimelineLogCreationFailed.name, kind, record_id, room_id=body.room_id,
+                    error_reason="not_configured", timestamp=timestamp))
         else:
             happened.append(events.ActorFiltered(
                 kind=kind, record_id=record_id, action="create", creator_flag=flag, timestamp=timestamp))

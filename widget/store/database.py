@@ -88,12 +88,12 @@ class SqliteDatabase:
             return work(conn)
 
     async def write(self, work: Work[T], *, company_id: str | None = None, background: bool = False) -> T:
+        if not self._queued:  # (else it would overtake requests queued before it)
+            try:
+                return self._write_here(work)
+            except _LockHeld:
+                pass
         if not background:
-            if not self._queued:  # (else it would overtake requests queued before it)
-                try:
-                    return self._write_here(work)
-                except _LockHeld:
-                    pass
             self._queued += 1
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()

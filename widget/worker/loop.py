@@ -34,6 +34,9 @@ SECOND = 1_000_000  # µs
 LEASE = 30.0  # seconds: far above one attempt (chat history: 2 s, notify: 5 s) and a batch of them
 BATCH = 10  # rows per claim, run concurrently (rows of one record in order)
 POLL = 1.0  # seconds between claims when idle and not nudged
+# Seconds a nudged loop waits before it claims, so that a burst of creates is claimed
+# (and its rows settled) in batches, not one claim per create; at most the poll interval.
+GATHER = 0.05
 PURGE_EVERY = 24 * 3600.0  # seconds of the runtime's clock
 
 log = logging.getLogger("widget.worker")
@@ -75,6 +78,8 @@ async def run_worker(
                 await _run_batch(rt, handlers, jobs, stop)
             else:
                 await _wait(poll_interval, stop, wake)
+                if wake.is_set():
+                    await _wait(min(GATHER, poll_interval), stop)
     finally:
         _wakers.discard(waker)
 
