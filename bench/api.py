@@ -36,7 +36,10 @@ against a bare INSERT + COMMIT loop on the same database, no HTTP (`sqlite3` / `
 
 **Creates/s, 32 clients.** The same client with 32 keep-alive connections, each sending
 its next create as soon as the last one answered, 3,000 creates after 100 warm-up;
-rate = creates / wall time, p99 of the per-request latencies. Same baseline. Each phase
+rate = creates / wall time. Closed like this, 32 requests are always in flight, so the
+latency is 32 / rate: the p99 goal is measured open loop instead, the same 32
+connections offering 300 creates/s (request i due at i / 300 s, its latency counted from
+then), 10 s of them. Same baseline. Each phase
 starts once the server is idle (its embedded worker done with the previous phase's
 outbox rows, waited for up to 60 s; the note says how long it stayed busy after the
 burst). Every
@@ -87,9 +90,12 @@ def figures(server: Server, quick: bool) -> list[Figure]:
                "minimal ASGI + 1 INSERT", f"≥ {RATE_GOAL:g}/s", ours.concurrent.rate >= RATE_GOAL,
                f"n={len(ours.concurrent.latencies_ms)}; afterwards busy {ours.drained_s:.1f} s "
                f"(the embedded worker on the burst's outbox rows; the baseline {base.drained_s:.1f} s)"),
-        Figure("create latency p99, 32 concurrent clients", "ms", ours.concurrent.p(0.99), base.concurrent.p(0.99),
-               "minimal ASGI + 1 INSERT", f"≤ {P99_GOAL_MS:g} ms", ours.concurrent.p(0.99) <= P99_GOAL_MS,
-               f"p50 {ours.concurrent.p50:.1f} ms vs {base.concurrent.p50:.1f} ms"),
+        Figure(f"create latency p99, 32 clients offering {RATE_GOAL:g} creates/s", "ms", ours.paced.p(0.99),
+               base.paced.p(0.99), "minimal ASGI + 1 INSERT", f"≤ {P99_GOAL_MS:g} ms",
+               ours.paced.p(0.99) <= P99_GOAL_MS,
+               f"p50 {ours.paced.p50:.1f} ms vs {base.paced.p50:.1f} ms; achieved {ours.paced.rate:.0f}/s; "
+               f"closed loop (32 always in flight, latency = 32 / rate): p99 {ours.concurrent.p(0.99):.0f} ms "
+               f"vs {base.concurrent.p(0.99):.0f} ms"),
         *counts,
         Figure("bot deal create → SSE event: p95", "ms", percentile(ours.event_ms, 0.95),
                percentile(base.event_ms, 0.95), "minimal ASGI stream", f"≤ {EVENT_P95_GOAL_MS:g} ms",
@@ -106,6 +112,7 @@ class Sizes:
     def __init__(self, quick: bool) -> None:
         self.sequential, self.sequential_warmup = (100, 20) if quick else (500, 50)
         self.concurrent, self.concurrent_warmup = (600, 50) if quick else (3000, 100)
+        self.paced = int(RATE_GOAL * (3 if quick else 10))  # seconds at the goal rate
         self.seconds = 3.0 if quick else 12.0
         self.events, self.events_warmup = (30, 5) if quick else (200, 10)
         self.counted = 10 if quick else 20
@@ -117,8 +124,9 @@ class Measured:
     the server idle (the embedded worker done with the last phase's outbox rows)."""
 
     def __init__(self, event_ms: list[float], sequential: load.LoadResult, concurrent: load.LoadResult,
-                 drained_s: float) -> None:
-        self.event_ms, self.sequential, self.concurrent, self.drained_s = event_ms, sequential, concurrent, drained_s
+                 paced: load.LoadResult, drained_s: float) -> None:
+        self.event_ms, self.sequential, self.concurrent, self.paced = event_ms, sequential, concurrent, paced
+        self.drained_s = drained_s
 
     @classmethod
     def of(cls, target: Server | Baseline, create_path: str, headers: dict[str, str], events_path: str,
@@ -135,8 +143,12 @@ class Measured:
         concurrent = load.run(target.url, "POST", create_path, headers, body=CREATE_BODY % b"load",
                               concurrency=sizes.clients, requests=sizes.concurrent,
                               warmup=sizes.concurrent_warmup, seconds=sizes.seconds).check(201)
-        # The next figures (bench.streams) start from an idle server too.
-        return cls(event_ms, sequential, concurrent, settle(target.pid, DRAIN_TIMEOUT))
+        drained_s = settle(target.pid, DRAIN_TIMEOUT)
+        paced = load.run(target.url, "POST", create_path, headers, body=CREATE_BODY % b"paced",
+                         concurrency=sizes.clients, requests=sizes.paced, warmup=sizes.concurrent_warmup,
+                         seconds=sizes.seconds, rate=RATE_GOAL).check(201)
+        settle(target.pid, DRAIN_TIMEOUT)  # the next figures (bench.streams) start from an idle server too
+        return cls(event_ms, sequential, concurrent, paced, drained_s)
 
 
 async def create_to_event(url: str, create_path: str, headers: dict[str, str], stream_path: str, room: str,

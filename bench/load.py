@@ -80,17 +80,27 @@ class LoadResult:
         return self
 
 
-async def _phase(requests: list[bytes], connections: list[Connection], seconds: float) -> LoadResult:
+async def _phase(requests: list[bytes], connections: list[Connection], seconds: float,
+                 rate: float | None = None) -> LoadResult:
+    """Closed loop (``rate`` None): each connection sends its next request as soon as
+    the last one answered. Open loop: request i is due at i / ``rate`` s, sent by the
+    next free connection, and its latency counts from when it was due (a late send is
+    the server's queue, not a pause of the client's)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    pending = iter(requests)
+    pending = enumerate(requests)
     began = time.perf_counter()
     deadline = began + seconds
 
     async def drive(conn: Connection) -> None:
-        for data in pending:  # shared: each connection takes the next request
+        for i, data in pending:  # shared: each connection takes the next request
             started = time.perf_counter()
-            if started > deadline:
+            if rate is not None:
+                due = began + i / rate
+                if due > started:
+                    await asyncio.sleep(due - started)
+                started = due
+            if time.perf_counter() > deadline:
                 return
             status, _ = await conn.request(data)
             latencies.append((time.perf_counter() - started) * 1000)
@@ -101,11 +111,11 @@ async def _phase(requests: list[bytes], connections: list[Connection], seconds: 
 
 
 async def _drive(url: str, warmup: list[bytes], measured: list[bytes], concurrency: int,
-                 seconds: float) -> LoadResult:
+                 seconds: float, rate: float | None) -> LoadResult:
     connections = [await Connection.open(url) for _ in range(concurrency)]
     try:
-        await _phase(warmup, connections, seconds)
-        return await _phase(measured, connections, seconds)
+        await _phase(warmup, connections, seconds, rate)
+        return await _phase(measured, connections, seconds, rate)
     finally:
         for conn in connections:
             conn.close()
@@ -122,17 +132,18 @@ def _child() -> None:
 
 def run(
     url: str, method: str, path: str, headers: dict[str, str], *, body: bytes | None = None,
-    concurrency: int = 1, requests: int, warmup: int = 0, seconds: float = 60.0,
+    concurrency: int = 1, requests: int, warmup: int = 0, seconds: float = 60.0, rate: float | None = None,
 ) -> LoadResult:
     """``warmup`` then ``requests`` requests over ``concurrency`` keep-alive connections,
     from a child process; each phase stops sending after ``seconds`` (a slow server
-    gets fewer samples, the run stays bounded). In ``body``, ``{n}`` becomes the
+    gets fewer samples, the run stays bounded); with ``rate``, open loop at that many
+    requests/s (see ``_phase``). In ``body``, ``{n}`` becomes the
     request's number (unique values per request, e.g. a room id)."""
     built = [
         request_bytes(method, url, path, headers, body.replace(b"{n}", str(n).encode()) if body is not None else None)
         for n in range(warmup + requests)
     ]
-    job = pickle.dumps((url, built[:warmup], built[warmup:], concurrency, seconds))
+    job = pickle.dumps((url, built[:warmup], built[warmup:], concurrency, seconds, rate))
     done = subprocess.run([sys.executable, "-m", "bench.load"], input=job, capture_output=True, timeout=300,
                           check=False)
     if done.returncode != 0:
