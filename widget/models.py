@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -423,8 +424,15 @@ class Error(Out):
 def rfc3339(micros: int | None) -> str | None:
     if micros is None:
         return None
-    moment = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds, fraction = divmod(micros, 1_000_000)
+    return f"{_utc_second(seconds)}.{fraction:06d}Z"
+
+
+@lru_cache(maxsize=256)
+def _utc_second(seconds: int) -> str:
+    """A create formats several times of one second (the record, its events, its
+    snapshot): strftime once per second, not per time."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def to_micros(moment: datetime) -> int:

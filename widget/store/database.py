@@ -13,8 +13,10 @@ write while another process (or that thread) holds the lock: the thread waits fo
 requests' before background ones. The loop's connection never checkpoints the WAL (that can take
 milliseconds): every ``CHECKPOINT_EVERY`` writes a checkpoint runs on a thread.
 Reads are short and in WAL mode never wait for a writer: they run inline too, on a
-connection of their own, in a transaction so that a read of several rows sees one
-snapshot; the few reads that scan (``offload``) run on a reader thread.
+connection of their own, without BEGIN and COMMIT (autocommit): this process's
+writes cannot fall between a read's statements (both run whole on the loop's
+thread), and another process's can only make a later row newer, never older. The
+few reads that scan (``offload``) run on a reader thread, in one transaction.
 
 PostgreSQL (asyncpg): the same functions run through ``AsyncConnection.run_sync``;
 a write that names its company first locks the company row (``SELECT … FOR
@@ -79,9 +81,8 @@ class SqliteDatabase:
         if offload:
             return await asyncio.get_running_loop().run_in_executor(self._offload, self._read_on_new, work)
         if self._reader is None:
-            self._reader = self.engine.connect()
-        with self._reader.begin():
-            return work(self._reader)
+            self._reader = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return work(self._reader)
 
     def _read_on_new(self, work: Work[T]) -> T:
         with self.engine.connect() as conn, conn.begin():

@@ -88,7 +88,10 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        immediate = conn.get_execution_options().get("immediate", False)
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return
+        immediate = options.get("immediate", False)
         # On the driver's connection: one of these per transaction, and SQLAlchemy's
         # execution machinery cost more than the statement.
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
