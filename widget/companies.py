@@ -33,8 +33,17 @@ def normalise_origin(value: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port and port != _DEFAULT_PORTS[scheme] else "")
 
 
+def _is_normal_origin(value: str) -> bool:
+    try:
+        return normalise_origin(value) == value
+    except ValueError:
+        return False
+
+
 def frame_origins(company: Row) -> list[str]:
-    return json.loads(company["frame_origins"])
+    """The company's frame origins, for frame-ancestors and parent_origin; one stored
+    before origins were checked this strictly (it may carry CSP syntax) is left out."""
+    return [origin for origin in json.loads(company["frame_origins"]) if _is_normal_origin(origin)]
 
 
 def _invalid(message: str) -> Invalid:

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from tests.helpers import assert_error, deal, detail, ticket
-from tests.support import WidgetLog
+from tests.support import WidgetLog, mint_token
+from widget import companies
 from widget.cli import main
 from widget.companies import create_company
 from widget.errors import Invalid
@@ -86,3 +87,18 @@ def test_the_cli_refuses_such_an_origin_in_one_line(widget_stack_env: Path, monk
     assert code == 2 and out == ""
     [line] = err.strip().splitlines()
     assert line.startswith("widget: error: an origin must be exactly http(s)://host[:port]") and repr(origin) in line
+
+
+async def test_an_origin_stored_before_the_check_never_reaches_the_csp(
+    runtime: Runtime, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A company row written by an earlier version, which took such origins as given."""
+    with monkeypatch.context() as earlier_version:
+        earlier_version.setattr(companies, "normalise_origin", lambda origin: origin)
+        _, key = await create_company(runtime, "old", "Old", ["http://localhost:8001", "http://a.example;script-src *"])
+    client.headers["Authorization"] = f"Bearer {key}"
+    token = await mint_token(client)
+    page = await client.get("/embed/rooms/room-1", params={"token": token})
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert csp.endswith("frame-ancestors http://localhost:8001") and "script-src *" not in csp
