@@ -45,7 +45,8 @@ def raise_file_limit() -> None:
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ValueError, OSError) as exc:  # e.g. an unlimited hard limit above the kernel's nr_open
-        logs.log.warning("open file limit (RLIMIT_NOFILE) stays %s: cannot raise it to %s (%s)", soft, hard, exc)
+        logs.log.warning("open file limit (RLIMIT_NOFILE) stays %s: cannot raise it to %s (%s)",
+                         soft, hard, exc)
         return
     logs.log.info("open file limit (RLIMIT_NOFILE) raised: %s -> %s", soft, hard)
 

@@ -121,7 +121,8 @@ class AcceptFailures(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if record.name != "asyncio" or not isinstance(exc, OSError) or exc.errno not in self.ERRNOS:
+        if (record.name != "asyncio" or not isinstance(exc, OSError) or exc.errno not in self.ERRNOS
+                or "accept" not in str(record.msg)):
             return True
         now = time.monotonic()
         with self._lock:

@@ -60,5 +60,8 @@ def test_other_records_pass_untouched() -> None:
                               None, (ValueError, ValueError("x"), None))
     refused = logging.LogRecord("widget", logging.ERROR, __file__, 1, "store", None,
                                 (OSError, OSError(errno.EMFILE, "Too many open files"), None))
+    read_failed = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "Fatal read error on socket transport",
+                                    None, (OSError, OSError(errno.ENOBUFS, "No buffer space available"), None))
     assert failures.filter(other) and other.levelno == logging.ERROR
     assert failures.filter(refused) and refused.exc_info is not None
+    assert failures.filter(read_failed) and read_failed.getMessage() == "Fatal read error on socket transport"

@@ -14,7 +14,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.security.live import RECEIPT_DEADLINE, LimitedServer, healthz, raw_connection, read_response_head, seconds_until_closed
+from tests.security.live import (
+    RECEIPT_DEADLINE,
+    LimitedServer,
+    healthz,
+    raw_connection,
+    read_response_head,
+    seconds_until_closed,
+)
 
 DEADLINE = RECEIPT_DEADLINE
 SLOW_CLIENTS = 1500

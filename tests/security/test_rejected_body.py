@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.live import RECEIPT_DEADLINE, LimitedServer, raw_connection, read_response_head, seconds_until_closed
+from tests.security.live import (
+    RECEIPT_DEADLINE,
+    LimitedServer,
+    raw_connection,
+    read_response_head,
+    seconds_until_closed,
+)
 
 TEN_GB = 10 * 1024**3
 
