@@ -5,12 +5,13 @@ latency with 10,000 streams under a steady rate of changes.
 Each is measured on our server and, in the same run and by the same client code
 (``bench/sse_client.py``), on two bare baselines under the same uvicorn
 (``bench/baselines/``): a raw-ASGI stream (the floor; the figures' baseline) and
-sse-starlette alone (in the notes).
+sse-starlette alone (in the notes; our server no longer uses it, so only if installed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import random
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +37,9 @@ METHODS = """
 `bench/baselines/` under the same uvicorn settings (uvloop, httptools, no access log):
 `raw_asgi_stream` (one coroutine per stream, a dict room → wake-ups; the figures'
 baseline) and `sse_starlette_stream` (an `EventSourceResponse` over an `asyncio.Queue`
-per stream; in the notes). They use no database or broker, so they are measured once
-per run, beside the first stack. Both send a snapshot of our size and change a room on
+per stream; in the notes, when sse-starlette is installed). They use no database or
+broker, so they are measured once per run, beside the first stack. Both send a
+snapshot of our size and change a room on
 `POST /publish/{room}`; ours changes one on a `PATCH` of the room's bot deal name (made
 through the API first). The client (`bench/sse_client.py`) is the same for all three:
 raw asyncio protocols in 2 worker processes on uvloop, reading only the chunked framing
@@ -506,17 +509,20 @@ def measure(target: Target, sizes: Sizes) -> Measured:
 
 # --- the figures ------------------------------------------------------------------------
 
-_baselines: dict[Sizes, tuple[Measured, Measured]] = {}  # measured once per run
+_baselines: dict[Sizes, tuple[Measured, Measured | None]] = {}  # measured once per run
 
 
-def baselines(sizes: Sizes) -> tuple[Measured, Measured]:
-    """(raw ASGI, sse-starlette alone), measured the first time they are asked for."""
+def baselines(sizes: Sizes) -> tuple[Measured, Measured | None]:
+    """(raw ASGI, sse-starlette alone), measured the first time they are asked for. Our
+    server no longer uses sse-starlette: without it installed there is no second."""
     if sizes not in _baselines:
+        sse = None
         with tempfile.TemporaryDirectory(prefix="bench-stream-baselines-") as tmp:
             with start_baseline("bench.baselines.raw_asgi_stream", Path(tmp)) as server:
                 raw = measure(BaselineTarget("raw ASGI", server.url, server.pid), sizes)
-            with start_baseline("bench.baselines.sse_starlette_stream", Path(tmp)) as server:
-                sse = measure(BaselineTarget("sse-starlette", server.url, server.pid), sizes)
+            if importlib.util.find_spec("sse_starlette") is not None:
+                with start_baseline("bench.baselines.sse_starlette_stream", Path(tmp)) as server:
+                    sse = measure(BaselineTarget("sse-starlette", server.url, server.pid), sizes)
         _baselines[sizes] = raw, sse
     return _baselines[sizes]
 
@@ -541,7 +547,12 @@ def _ms_median(values: list[float]) -> float:
     return _ms(median(values)) if values else float("nan")
 
 
-def stream_figures(ours: Measured, raw: Measured, sse: Measured, sizes: Sizes) -> list[Figure]:
+def alone(sse: Measured | None, value: Callable[[Measured], str]) -> str:
+    """The note's word on the second baseline."""
+    return f"sse-starlette alone {value(sse)}" if sse else "no sse-starlette baseline (not installed)"
+
+
+def stream_figures(ours: Measured, raw: Measured, sse: Measured | None, sizes: Sizes) -> list[Figure]:
     """Each goal's figure: ours beside raw ASGI (the floor), sse-starlette alone in the
     note. A goal counts as met only if every stream it needed opened."""
     idle, busy, rooms, fan = sizes.idle_rooms, 2 * sizes.busy_rooms, sizes.busy_rooms, sizes.fan_streams
@@ -554,42 +565,43 @@ def stream_figures(ours: Measured, raw: Measured, sse: Measured, sizes: Sizes) -
         f"; {ours.fanout.missed:,} deliveries missing after {DELIVERY_TIMEOUT:.0f} s" if ours.fanout.missed else ""
     ) + (f"; {ours.fanout.refused} changes refused" if ours.fanout.refused else "")
     healthz_p50 = _ms(median(ours.healthz))
+    steady_p99 = _ms_at(steady.latencies, 0.99)
     return [
         Figure(f"memory per idle stream ({idle:,} streams, {idle:,} rooms)", "KB", ours.memory_kb, raw.memory_kb,
                "raw ASGI", "≤ 16 KB (hard limit 24 KB)", not failed_idle and ours.memory_kb <= 16,
                f"hard limit {'met' if ours.memory_kb <= 24 else 'not met'}; "
-               f"sse-starlette alone {sse.memory_kb:.1f} KB{failed_idle}"),
+               f"{alone(sse, lambda m: f'{m.memory_kb:.1f} KB')}{failed_idle}"),
         Figure(f"memory per idle stream ({busy:,} streams, {rooms:,} rooms)", "KB", ours.memory_busy_kb,
                raw.memory_busy_kb, "raw ASGI", "", None,
-               f"sse-starlette alone {sse.memory_busy_kb:.1f} KB{failed_busy}"),
+               f"{alone(sse, lambda m: f'{m.memory_busy_kb:.1f} KB')}{failed_busy}"),
         Figure(f"/healthz p50 with {busy:,} idle streams open", "ms", healthz_p50, _ms(median(raw.healthz)),
                "raw ASGI", "< 50 ms", not failed_busy and healthz_p50 < 50,
                f"{HEALTHZ_SAMPLES} requests, each on a new connection; meanwhile the server used "
                f"{ours.healthz_usage.share:.0%} of a core (raw ASGI {raw.healthz_usage.share:.0%}); "
-               f"sse-starlette alone {_ms(median(sse.healthz)):.1f} ms{failed_busy}"),
+               f"{alone(sse, lambda m: f'{_ms(median(m.healthz)):.1f} ms')}{failed_busy}"),
         Figure(f"/healthz p95 with {busy:,} idle streams open", "ms", _ms(percentile(ours.healthz, 0.95)),
                _ms(percentile(raw.healthz, 0.95)), "raw ASGI", "", None,
-               f"sse-starlette alone {_ms(percentile(sse.healthz, 0.95)):.1f} ms"),
+               alone(sse, lambda m: f"{_ms(percentile(m.healthz, 0.95)):.1f} ms")),
         Figure("stream opens/s (connect, GET, first event, close)", "/s", ours.opens_per_s, raw.opens_per_s,
                "raw ASGI", "≥ 600/s", "opens/s" not in ours.failures and ours.opens_per_s >= 600,
                f"{2 * OPENERS} concurrent openers, {ours.opens:,} opens, each p50 "
                f"{_ms_at(ours.open_seconds, 0.5):.1f} ms; {ours.opens_usage.per(ours.opens, 'open')}; "
-               f"sse-starlette alone {sse.opens_per_s:,.0f}/s{ours.failures.note('opens/s')}"),
+               f"{alone(sse, lambda m: f'{m.opens_per_s:,.0f}/s')}{ours.failures.note('opens/s')}"),
         Figure(f"one room, {fan:,} streams: change → all received (median of {fan_changes})", "ms",
                fan_median, _ms_median(raw.fanout.seconds), "raw ASGI", "≤ 50 ms",
                not fan_failed and fan_median <= 50,
                f"{fan / fan_median * 1000:,.0f} deliveries/s (goal ≥ 20,000/s); "
                f"{ours.fanout.usage.per(fan * fan_changes, 'delivery')}; "
-               f"sse-starlette alone {_ms_median(sse.fanout.seconds):.1f} ms{fan_failed}"),
+               f"{alone(sse, lambda m: f'{_ms_median(m.fanout.seconds):.1f} ms')}{fan_failed}"),
         Figure(f"one room, {fan:,} streams: change → all received (max of {fan_changes})", "ms",
                _ms_at(ours.fanout.seconds, 1), _ms_at(raw.fanout.seconds, 1), "raw ASGI", "", None,
-               f"sse-starlette alone {_ms_at(sse.fanout.seconds, 1):.1f} ms"),
+               alone(sse, lambda m: f"{_ms_at(m.fanout.seconds, 1):.1f} ms")),
         Figure(f"{busy:,} streams, {rooms:,} rooms, changes paced at {sizes.change_rate:,.0f}/s: "
-               f"change → client p99", "ms", _ms_at(steady.latencies, 0.99), _ms_at(raw.steady.latencies, 0.99), "raw ASGI",
-               "≤ 50 ms at that rate", not failed_busy and kept_up and _ms_at(steady.latencies, 0.99) <= 50,
+               f"change → client p99", "ms", steady_p99, _ms_at(raw.steady.latencies, 0.99), "raw ASGI",
+               "≤ 50 ms at that rate", not failed_busy and kept_up and steady_p99 <= 50,
                f"p50 {_ms_at(steady.latencies, 0.5):.1f} ms over {len(steady.latencies):,} deliveries of the "
                f"{len(steady.sent):,} changes sent (of {steady.due:,} due); "
-               f"sse-starlette alone {_ms_at(sse.steady.latencies, 0.99):.1f} ms"),
+               + alone(sse, lambda m: f"{_ms_at(m.steady.latencies, 0.99):.1f} ms")),
         Figure(f"{busy:,} streams, {rooms:,} rooms: change rate achieved (paced at {sizes.change_rate:,.0f}/s)",
                "/s", steady.rate, raw.steady.rate, "raw ASGI", f"{sizes.change_rate:,.0f}/s, no backlog", kept_up,
                f"backlog {steady.backlog:,} changes never sent; sent up to {max(steady.lateness, default=0):.2f} s "
@@ -599,7 +611,7 @@ def stream_figures(ours: Measured, raw: Measured, sse: Measured, sizes: Sizes) -
                steady.lost, raw.steady.lost, "raw ASGI", "0 (no lost update)",
                not failed_busy and steady.lost == steady.undelivered == steady.dropped == 0,
                f"{steady.undelivered:,} (change, stream) pairs never delivered; {steady.dropped:,} streams "
-               f"ended by the server; sse-starlette alone {sse.steady.lost} streams{failed_busy}"
+               f"ended by the server; {alone(sse, lambda m: f'{m.steady.lost} streams')}{failed_busy}"
                + (f"; {sum(steady.errors.values()):,} rooms left out: a change to them was refused"
                   if steady.errors else "")),
         client_capacity(raw, sizes),
