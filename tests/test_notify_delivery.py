@@ -492,6 +492,11 @@ async def test_a_worker_stopped_mid_delivery_leaves_the_rest_to_the_next_one_und
         rows = await notify_rows(first)
         async with worker(first):
             await wait_until(lambda: {s.record_id for s in receiver.faults.seen} == set(deals))
+
+            async def first_attempts_settled() -> bool:  # before the clock moves: their retries are due
+                return all(r["last_error"] for r in await notify_rows(first) if r["topic"] == "notify.created")
+
+            await wait_until(first_attempts_settled)
             receiver.faults.mode = Fault(delay=1.0)
             clock.advance(2)  # past the first backoff (0.5-1 s)
             nudge()
