@@ -41,6 +41,7 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest e2e -p no:asyncio -c e2e/pytest.ini
 
 bench: $(STAMP) system-deps
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
 
 clean:
