@@ -238,6 +238,7 @@ class Sent:
     version: int  # the version it makes
     at: float  # time.monotonic() it was sent
     status: int = 0
+    answer_seconds: float = 0.0  # until its answer came
 
 
 @dataclass
@@ -398,6 +399,7 @@ async def paced_changes(target: Target, versions: dict[str, int], rate: float, s
         record = Sent(room, versions[room], time.monotonic())
         sent.append(record)
         record.status, _ = await connection.request(request)
+        record.answer_seconds = time.monotonic() - record.at
         if record.status == 200:
             in_flight.discard(room)
         free.put_nowait(connection)
@@ -600,7 +602,9 @@ def stream_figures(ours: Measured, raw: Measured, sse: Measured | None, sizes: S
                f"change → client p99", "ms", steady_p99, _ms_at(raw.steady.latencies, 0.99), "raw ASGI",
                "≤ 50 ms at that rate", not failed_busy and kept_up and steady_p99 <= 50,
                f"p50 {_ms_at(steady.latencies, 0.5):.1f} ms over {len(steady.latencies):,} deliveries of the "
-               f"{len(steady.sent):,} changes sent (of {steady.due:,} due); "
+               f"{len(steady.sent):,} changes sent (of {steady.due:,} due); the changes' own answers took "
+               f"p50 {_ms_at([change.answer_seconds for change in steady.sent], 0.5):.1f} ms, "
+               f"p99 {_ms_at([change.answer_seconds for change in steady.sent], 0.99):.1f} ms; "
                + alone(sse, lambda m: f"{_ms_at(m.steady.latencies, 0.99):.1f} ms")),
         Figure(f"{busy:,} streams, {rooms:,} rooms: change rate achieved (paced at {sizes.change_rate:,.0f}/s)",
                "/s", steady.rate, raw.steady.rate, "raw ASGI", f"{sizes.change_rate:,.0f}/s, no backlog", kept_up,
