@@ -113,13 +113,13 @@ def create_app(
                 metrics.process_ended()
 
     routes = [
+        *stream.routes,  # first: stream opens come in bursts (a restart, page loads), match it at once
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/openapi.json", openapi_json),
         *api.routes,
         *pages.routes,
         *embed.routes,
-        *stream.routes,
         *metrics.routes,
         Mount("/static", StaticFiles(directory=settings.static_dir), name="static"),
     ]

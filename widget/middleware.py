@@ -81,7 +81,9 @@ class SecurityHeaders:
             await send(message)
 
         try:
-            await self.app(scope, receive_noting_the_body_end, send_with_headers)
+            # Without a body there is nothing to note: the plain receive (a stream's
+            # disconnect task holds it for the stream's life, so no wrapper rides along).
+            await self.app(scope, receive_noting_the_body_end if body_pending else receive, send_with_headers)
         except Exception:
             status = status or 500  # the server error handler outside answers it
             raise
