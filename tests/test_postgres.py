@@ -142,7 +142,8 @@ async def test_writers_in_three_processes_keep_one_room_exact(tmp_path: Path) ->
         await rt.store.update_company("acme", {"omnichannel_url": "http://omni.test/hook", "omnichannel_secret": "s"})
         async with rt.broker.subscribe(room_channel("acme", "busy")) as subscription:
             outputs = await asyncio.to_thread(
-                start_together, tmp_path, WRITER, [[str(each)]] * processes, stack_env(tmp_path / "data"))
+                start_together, tmp_path, WRITER, [[str(each)]] * processes,
+                stack_env(tmp_path / "data") | {"WIDGET_CHAT_PANEL_URL": str(settings.chat_panel_url)})
             published = []
             while True:  # what reached this process: all of it on Redis, nothing on memory://
                 try:
