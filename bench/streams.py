@@ -26,7 +26,7 @@ from pathlib import Path
 import uvloop
 
 from bench.report import Figure, median, percentile
-from bench.server import COMPANY, FRAME_ORIGIN, Server, rss_kb, start_baseline
+from bench.server import COMPANY, FRAME_ORIGIN, Server, cpu_seconds, rss_kb, settle, start_baseline
 from bench.sse_client import HttpConnection, StreamClients, http_request
 from widget.models import PERMISSIONS
 from widget.tokens import EMBED, Signer
@@ -173,30 +173,6 @@ class BaselineTarget:
 
 
 Target = OurTarget | BaselineTarget
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process's threads so far, from their schedstat (ns): /proc/PID/stat
-    counts 10 ms ticks, which round a short phase of a fast server to nothing. (A thread
-    that ended is not counted; the servers keep theirs.)"""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except FileNotFoundError:
-            pass  # the thread ended meanwhile
-    return total / 1e9
-
-
-def settle(pid: int, timeout: float = 10.0) -> None:
-    """Until the server is idle (under 5% of a core for 0.5 s), e.g. done with the
-    streams the phase before closed; at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        used = cpu_seconds(pid)
-        time.sleep(0.5)
-        if cpu_seconds(pid) - used < 0.025:
-            return
 
 
 async def connect(url: str) -> HttpConnection:
