@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -34,7 +34,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from tests.helpers import assert_error, deal
-from tests.support import SCALE, head_revision, make_settings, schema_revision, seed_company, stack_env
+from tests.support import SCALE, head_revision, make_settings, schema_revision, seed_company, serving_http, stack_env
 from tests.worker_support import bot_record, entry, worker_runtime
 from widget.broker import room_channel
 from widget.errors import Invalid
@@ -214,15 +214,8 @@ class ChatPanel(BaseHTTPRequestHandler):
 @pytest.fixture
 def chat_panel() -> Iterator[str]:
     ChatPanel.asked = Counter()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatPanel)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_http(ChatPanel) as url:
+        yield url
 
 
 WORKER = """

@@ -17,14 +17,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
 import pytest
 
-from tests.support import FakeClock, stack_env
+from tests.support import FakeClock, serving_http, stack_env
 from tests.worker_support import (
     bot_record, drain, entry, outbox, preview, stored_events, wait_until, worker_runtime,
 )
@@ -320,15 +320,8 @@ class SlowChatPanel(BaseHTTPRequestHandler):
 @pytest.fixture
 def slow_chat_panel() -> Iterator[str]:
     SlowChatPanel.asked = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowChatPanel)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_http(SlowChatPanel) as url:
+        yield url
 
 
 async def test_a_worker_killed_mid_batch_loses_nothing_and_completes_each_entry_once(
