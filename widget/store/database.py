@@ -49,6 +49,8 @@ CHECKPOINT_EVERY = 500  # writes on the loop's connection between WAL checkpoint
 
 
 class Database(Protocol):
+    engine: Engine | AsyncEngine
+
     async def read(self, work: Work[T], *, offload: bool = False) -> T: ...
 
     async def write(self, work: Work[T], *, company_id: str | None = None, background: bool = False) -> T:

@@ -31,7 +31,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from widget.settings import SettingsError
-from widget.store.database import PostgresDatabase, SqliteDatabase
+from widget.store.database import Database, PostgresDatabase, SqliteDatabase
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # pg_advisory_xact_lock key held while migrating: "widget migrate" as a 64-bit number.
@@ -55,7 +55,7 @@ def _parse(url: str) -> URL:
         ) from None
 
 
-def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
+def open_database(url: str) -> Database:
     parsed = _parse(url)
     if parsed.get_backend_name() == "postgresql":
         return PostgresDatabase(_postgresql_engine(parsed))
@@ -121,11 +121,11 @@ def _postgresql_engine(url: URL) -> AsyncEngine:
     )
 
 
-def describe(db: SqliteDatabase | PostgresDatabase) -> str:
+def describe(db: Database) -> str:
     return db.engine.url.render_as_string(hide_password=True)
 
 
-def unavailable(db: SqliteDatabase | PostgresDatabase, exc: BaseException, doing: str) -> StoreUnavailable:
+def unavailable(db: Database, exc: BaseException, doing: str) -> StoreUnavailable:
     """``exc`` (raised while ``doing`` something at start) as one readable line."""
     if isinstance(exc, DBAPIError):
         reason = str(exc.orig if exc.orig is not None else exc)
@@ -145,7 +145,7 @@ def alembic_config() -> Config:
     return cfg
 
 
-async def migrate(db: SqliteDatabase | PostgresDatabase) -> None:
+async def migrate(db: Database) -> None:
     """Upgrade the schema to the newest revision (idempotent), in one write transaction.
     On PostgreSQL the upgrade runs under a transaction-scoped advisory lock: a second
     process migrating at the same time waits, then finds the schema at head (DDL is
