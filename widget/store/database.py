@@ -2,16 +2,17 @@
 ``Connection``, handed to the backend's runner whole.
 
 SQLite (the stdlib driver): a statement costs SQLite tens of microseconds, far less
-than a thread hop (aiosqlite made one per cursor call, ~50 per create) or a context
-switch on a busy machine. So a request's write runs right on the event loop's thread,
-in one go (nothing awaits inside it, so this process's writes never interleave: they
-run in the order their requests got there), on a connection that does not wait for
-SQLite's lock. The worker's background writes go to a writer thread instead, so that
-they never hold up the loop (a stream's next event, a request); so does a request's
-write while another process (or that thread) holds the lock: the thread waits for it
-(busy timeout), and while writes are queued there later ones queue behind them,
-requests' before background ones. The loop's connection never checkpoints the WAL (that can take
-milliseconds): every ``CHECKPOINT_EVERY`` writes a checkpoint runs on a thread.
+than a thread hop (aiosqlite made one per cursor call, ~50 per create), a context
+switch on a busy machine, or a wait for the GIL behind a thread running SQLAlchemy's
+Python (up to the 5 ms switch interval). So a write, a request's or the worker's, runs
+right on the event loop's thread, in one go (nothing awaits inside it, so this
+process's writes never interleave: they run in the order they were asked for), on a
+connection that does not wait for SQLite's lock. Only while another process holds
+that lock (a CLI command, a separate worker) does a write go to the writer thread,
+which waits for it (busy timeout); while requests' writes are queued there, later ones
+queue behind them, and background writes behind those. The loop's connection never
+checkpoints the WAL (that can take milliseconds): every ``CHECKPOINT_EVERY`` writes a
+checkpoint runs on a thread.
 Reads are short and in WAL mode never wait for a writer: they run inline too, on a
 connection of their own, without BEGIN and COMMIT (autocommit): this process's
 writes cannot fall between a read's statements (both run whole on the loop's
