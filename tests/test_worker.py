@@ -249,12 +249,18 @@ async def test_stopping_mid_batch_hands_unfinished_rows_back(tmp_path: Path, clo
 async def test_two_loops_on_one_database_never_run_a_row_twice(tmp_path: Path, clock: FakeClock) -> None:
     asked: Counter[str] = Counter()
     by_loop: Counter[str] = Counter()
+    both_asking = asyncio.Event()
 
     def chat_panel(loop: str):  # type: ignore[no-untyped-def]
         async def answer(request: httpx.Request) -> httpx.Response:
             asked[room_of(request)] += 1
             by_loop[loop] += 1
-            await asyncio.sleep(0.005)
+            if by_loop["a"] and by_loop["b"]:
+                both_asking.set()
+            # Each loop's first answers wait until the other loop has asked too, so the
+            # two run side by side however the machine schedules them (not one loop
+            # draining every row before the other's first claim).
+            await asyncio.wait_for(both_asking.wait(), 5)
             return httpx.Response(200, json=MESSAGES)
         return answer
 
@@ -327,22 +333,25 @@ def slow_chat_panel() -> Iterator[str]:
 async def test_a_worker_killed_mid_batch_loses_nothing_and_completes_each_entry_once(
     tmp_path: Path, slow_chat_panel: str
 ) -> None:
+    env = {**os.environ, "WIDGET_DATA_DIR": str(tmp_path / "data"), "WIDGET_SECRET_KEYS": "test-key-0123456789abcdef",
+           "WIDGET_CHAT_PANEL_URL": slow_chat_panel, "WIDGET_LOG_FORMAT": "json", **stack_env(tmp_path / "data")}
     async with worker_runtime(tmp_path, system_clock, chat_panel_url=slow_chat_panel) as rt:
         rooms = {f"{('ok', 'empty', 'gone')[n % 3]}-{n}": await bot_record(rt, f"{('ok', 'empty', 'gone')[n % 3]}-{n}")
                  for n in range(30)}
-    env = {**os.environ, "WIDGET_DATA_DIR": str(tmp_path / "data"), "WIDGET_SECRET_KEYS": "test-key-0123456789abcdef",
-           "WIDGET_CHAT_PANEL_URL": slow_chat_panel, "WIDGET_LOG_FORMAT": "json", **stack_env(tmp_path / "data")}
-    with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "widget.worker"], env=env, stderr=log,
-                                  cwd=Path(__file__).resolve().parent.parent)
-        try:
-            deadline = time.monotonic() + 15
-            while len(SlowChatPanel.asked) < 12:  # the first batch of 10 is done, the second in flight
-                assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
-                await asyncio.sleep(0.01)
-        finally:
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
+        with open(tmp_path / "worker.log", "wb") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "widget.worker"], env=env, stderr=log,
+                                      cwd=Path(__file__).resolve().parent.parent)
+            try:
+                # Killed once the store shows five rows settled: the rest (three more
+                # batches of 50 ms answers at least) are pending or in flight then,
+                # however slowly the worker got there.
+                deadline = time.monotonic() + 20
+                while sum(row["done_at"] is not None for row in await outbox(rt)) < 5:
+                    assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+                    await asyncio.sleep(0.01)
+            finally:
+                worker.send_signal(signal.SIGKILL)
+                worker.wait()
     first_run = Counter(SlowChatPanel.asked)
     SlowChatPanel.asked.clear()
 
