@@ -413,6 +413,20 @@ def test_the_bar_redis_restarted_under_8_streams_on_2_workers(tmp_path: Path, ou
         assert log.tracebacks() == []
 
 
+def count_rechecks(server: LiveServer) -> list[list[tuple[str, str]]]:
+    """From now on, the rooms each of a worker's timed re-checks looked at."""
+    store = server.app.state.runtime.store
+    versions = store.room_versions
+    rounds: list[list[tuple[str, str]]] = []
+
+    async def counted(rooms: Any) -> Any:
+        rounds.append(list(rooms))
+        return await versions(rounds[-1])
+
+    store.room_versions = counted
+    return rounds
+
+
 def count_reads(server: LiveServer) -> list[tuple[str, str]]:
     """From now on, the room reads of a worker's store (its streams' re-reads)."""
     store = server.app.state.runtime.store
@@ -438,8 +452,10 @@ async def count_subscriptions(server: RedisServer, channel: str) -> int:
 def test_a_lost_message_heals_by_the_streams_timed_re_read(tmp_path: Path, redis_server: RedisServer) -> None:
     """A change whose message never reaches the streams' Redis (here its writer
     publishes on its own memory:// broker: the same as a publish that failed) reaches
-    them by their timed re-read of the room (WIDGET_STREAM_RECHECK). Control: a worker
-    with the re-read off never sees that version, and sees the next published one."""
+    them by the process's timed re-check (WIDGET_STREAM_RECHECK): one read of the
+    rooms' versions per interval, and a read of the room only when a stream is behind,
+    shared by its streams. Control: a worker with the re-check off never sees that
+    version, and sees the next published one."""
     settings = make_settings(tmp_path, broker_url=redis_server.url(), stream_recheck=0.5, sse_ping=0.25)
     tenant = seed_company(settings)
     lossy_writer = make_settings(tmp_path, broker_url="memory://")
@@ -451,10 +467,14 @@ def test_a_lost_message_heals_by_the_streams_timed_re_read(tmp_path: Path, redis
         token = mint(api)
         with watching([healing], token, per_server=3) as healed, watching([control], token, per_server=1) as [plain]:
             assert {w.latest for w in [*healed, plain]} == {0}
+            reads, rounds = count_reads(healing), count_rechecks(healing)
+            assert wait_for(lambda: len(rounds) >= 2, 3)
+            assert reads == [] and rounds[-1] == [(tenant.id, "room-1")]  # up to date: no stream re-read
             created = lost.post("/api/v1/deals", json=DEAL)
             assert created.status_code == 201
             started_at = time.monotonic()
             assert wait_for(lambda: all(w.latest == 1 for w in healed), 3), [w.versions for w in healed]
+            assert reads == [(tenant.id, "room-1")]  # the three streams shared one read
             print(f"\nlost message healed by the timed re-read in "
                   f"{max(next(t for t, v in w.seen if v == 1) for w in healed) - started_at:.2f} s")
             api.patch(f"/api/v1/deals/{created.json()['id']}", json={"stage": "Won"})  # published

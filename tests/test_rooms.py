@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.support import Clocked, WidgetLog, new_tenant
+from tests.support import Clocked, Tenant, WidgetLog, new_tenant
 from tests.helpers import (
     DEAL_PREVIEW_KEYS,
     TICKET_PREVIEW_KEYS,
@@ -126,6 +126,22 @@ async def test_rooms_are_independent_and_per_company(
     assert mine["version"] == 1
     their_room = (await client.get("/api/v1/rooms/r-1", headers=other.headers)).json()
     assert their_room["deal"]["id"] == theirs["id"] and their_room["version"] == 1
+
+
+async def test_room_versions_reads_many_rooms_of_several_companies_at_once(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, runtime: Runtime, tenant: Tenant
+) -> None:
+    """The streams' timed re-check (widget/recheck.py) reads every open room's version
+    in one call: more than one statement's 500 rooms, rooms never written left out."""
+    await create(api, room_id="r-1")
+    await create(api, room_id="r-1")
+    await create(api, "ticket", room_id="r-700")
+    other = await new_tenant(runtime, "globex")
+    await client.post("/api/v1/deals", json=deal(room_id="r-1", creator_flag="bot"), headers=other.headers)
+    asked = [(tenant.id, f"r-{n}") for n in range(1200)] + [(other.id, "r-1"), (other.id, "r-2")]
+    assert await runtime.store.room_versions(asked) == {
+        (tenant.id, "r-1"): 2, (tenant.id, "r-700"): 1, (other.id, "r-1"): 1}
+    assert await runtime.store.room_versions([]) == {}
 
 
 @pytest.mark.parametrize("kind", ["deal", "ticket"])

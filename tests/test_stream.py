@@ -183,7 +183,8 @@ def server_tasks(server: LiveServer) -> int:
 
 def test_an_open_stream_costs_at_most_two_tasks(live: tuple[LiveServer, Tenant], http: httpx.Client) -> None:
     """The request's own and one waiting for the client to go away (sse-starlette's
-    response had five). Positive control: the 50 streams are open in that loop."""
+    response had five); with a broker that can lose messages, one more per process
+    (widget/recheck.py). Positive control: the 50 streams are open in that loop."""
     server, tenant = live
     token = mint(http)
     broker = server.app.state.runtime.broker
@@ -192,7 +193,8 @@ def test_an_open_stream_costs_at_most_two_tasks(live: tuple[LiveServer, Tenant],
     try:
         during = server_tasks(server)
         assert broker.subscriber_count(room_channel(tenant.id, "room-1")) == 50
-        assert 50 <= during - before <= 2 * 50, (before, during)
+        per_process = 1 if broker.may_lose_messages else 0
+        assert 50 <= during - before <= 2 * 50 + per_process, (before, during)
     finally:
         for sock in sockets:
             sock.close()

@@ -9,13 +9,14 @@ A stream that fell behind (a slow client) sends the newest snapshot buffered for
 not each one in turn. When the broker may have lost messages it says so (a ``Resync``
 marker, after a Redis outage) and the stream re-reads its room from the store (the
 process's streams of one room share that read); with a broker that can lose a message
-at all (``redis://``: a publish that failed) the stream also re-reads it every
-``WIDGET_STREAM_RECHECK`` seconds. Either way it sends the stored snapshot only if it
-is newer than what it sent.
+at all (``redis://``: a publish that failed) the process also checks its streams'
+rooms every ``WIDGET_STREAM_RECHECK`` seconds and gives a marker to those behind
+(``widget/recheck.py``). Either way a stream sends the stored snapshot only if it is
+newer than what it sent.
 
 The response is ``widget/sse.py``'s: one task per stream, which waits on one
 ``Wakeup``, set by the broker subscription, the stream's timer (its next ping, its
-token's expiry, its next re-read), the client going away or the server shutting down.
+token's expiry), the client going away or the server shutting down.
 A published snapshot is encoded once per process, not once per stream: the broker hands
 every local stream of the room the same ``Message``, and the first stream to send it
 keeps its frame on it for the others (``published_at`` is never sent).
@@ -25,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import random
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -37,6 +36,7 @@ from starlette.types import Scope
 from widget import metrics, rooms, sse
 from widget.broker import Message, Resync, room_channel
 from widget.embed import authorize
+from widget.recheck import Recheck
 from widget.runtime import Runtime
 
 RETRY_MS = 2000
@@ -66,7 +66,6 @@ async def _first(rt: Runtime, company_id: str, room_id: str, last_event_id: str 
     return version, UP_TO_DATE if last_event_id == str(version) else _encode(snapshot, retry=RETRY_MS)
 
 
-_RECHECK = Resync()  # the stream's own timer: a read of its own
 _shared_reads: dict[tuple[int, str, str, Resync], asyncio.Future[Message]] = {}
 
 
@@ -89,8 +88,6 @@ async def _read_room(rt: Runtime, company_id: str, room_id: str, marker: Resync)
     """The room as stored now. The streams of a room that got the same broker marker
     share one read (it starts after the marker was made, which is all each needs), and
     its frame: after an outage a process reads each open room once, not once per stream."""
-    if marker is _RECHECK:
-        return await _stored(rt, company_id, room_id)
     key = (id(rt), company_id, room_id, marker)
     read = _shared_reads.get(key)
     if read is None:
@@ -115,50 +112,52 @@ async def room_events(
     loop = asyncio.get_running_loop()
     ping = rt.settings.sse_ping
     next_ping = loop.time() + ping
-    recheck = rt.settings.stream_recheck if rt.broker.may_lose_messages else 0.0
-    # The first re-read at a random point of the interval: streams opened together
-    # (a restart, a burst of page loads) spread their reads.
-    next_check = loop.time() + recheck * random.uniform(0.5, 1.0) if recheck else math.inf
+    room = (company_id, room_id)
     # The gauge also goes down when the client goes away (the generator is closed).
     with metrics.OPEN_STREAMS.track_inprogress():
         async with rt.broker.subscribe(room_channel(company_id, room_id), wakeup.set) as subscription:
+            recheck = Recheck.of(rt) if rt.broker.may_lose_messages and rt.settings.stream_recheck else None
             shown, first = await _first(rt, company_id, room_id, last_event_id)
-            yield first
-            del first  # an idle stream keeps nothing it sent (thousands of them)
-            while True:
-                remaining = (expires_at - rt.now()) / 1_000_000
-                if remaining <= 0:
-                    yield TOKEN_EXPIRED
-                    return
-                now = loop.time()
-                if now >= next_ping:
-                    yield sse.PING
-                    next_ping = now + ping
-                await wakeup.wait(min(now + remaining, next_ping, next_check))
-                if wakeup.ended:  # the client went away, or the server is shutting down
-                    return
-                items = subscription.drain()
-                if not items:
-                    if subscription.closed:  # its broker closed (app shutdown)
+            subscription.version = shown
+            if recheck is not None:
+                recheck.watch(room, subscription)
+            try:
+                yield first
+                del first  # an idle stream keeps nothing it sent (thousands of them)
+                while True:
+                    remaining = (expires_at - rt.now()) / 1_000_000
+                    if remaining <= 0:
+                        yield TOKEN_EXPIRED
                         return
-                    if loop.time() < next_check:
+                    now = loop.time()
+                    if now >= next_ping:
+                        yield sse.PING
+                        next_ping = now + ping
+                    await wakeup.wait(min(now + remaining, next_ping))
+                    if wakeup.ended:  # the client went away, or the server is shutting down
+                        return
+                    items = subscription.drain()
+                    if not items:
+                        if subscription.closed:  # its broker closed (app shutdown)
+                            return
                         continue  # the ping's or the token's time: both checked above
-                    items = [_RECHECK]
-                item = _newest(items)
-                if isinstance(item, Resync):
-                    next_check = loop.time() + recheck if recheck else math.inf
-                    try:
-                        stored = await _read_room(rt, company_id, room_id, item)
-                    except Exception:  # the store is out: /readyz says so; try again later
-                        continue
-                    if stored["version"] > shown:
-                        shown = stored["version"]
-                        metrics.stream_delivered(None)
-                        yield _frame(stored)
-                elif item["version"] > shown:
-                    shown = item["version"]
-                    metrics.stream_delivered(item.get(rooms.PUBLISHED_AT))
-                    yield _frame(item)
+                    item = _newest(items)
+                    if isinstance(item, Resync):
+                        try:
+                            stored = await _read_room(rt, company_id, room_id, item)
+                        except Exception:  # the store is out: /readyz says so; the re-check tries again
+                            continue
+                        if stored["version"] > shown:
+                            shown = subscription.version = stored["version"]
+                            metrics.stream_delivered(None)
+                            yield _frame(stored)
+                    elif item["version"] > shown:
+                        shown = subscription.version = item["version"]
+                        metrics.stream_delivered(item.get(rooms.PUBLISHED_AT))
+                        yield _frame(item)
+            finally:
+                if recheck is not None:
+                    recheck.unwatch(room, subscription)
 
 
 def _open(scope: Scope, wakeup: sse.Wakeup) -> AsyncGenerator[bytes, None]:

@@ -7,7 +7,8 @@ subscribers, each with a bounded buffer that drops the oldest snapshot (a stream
 skip versions, never go back).
 A broker that can lose messages (``may_lose_messages``: Redis while its connection is
 down, or a publish that failed) delivers a ``Resync`` marker to every subscriber once
-it is back, and streams also re-read their room on a timer (``WIDGET_STREAM_RECHECK``).
+it is back, and each process also re-checks its streams' rooms on a timer
+(``WIDGET_STREAM_RECHECK``, ``widget/recheck.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class BrokerUnavailable(SettingsError):
 
 
 class Subscription(Protocol):
+    version: int  # the newest version its consumer has (set by it; for the re-check)
+
     async def get(self) -> Message | Resync | None:
         """The next message (or a ``Resync`` marker); None once the broker is closed.
         Safe to cancel."""

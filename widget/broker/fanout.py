@@ -63,13 +63,16 @@ class Subscriber:
     closes: a stream that also waits for other things (its timers, its client) waits
     on one wake-up of its own. ``get`` is for a consumer that waits on this alone."""
 
-    __slots__ = ("_buffer", "_notify", "_waiter", "_closed")
+    __slots__ = ("_buffer", "_notify", "_waiter", "_closed", "version")
 
     def __init__(self, notify: Callable[[], None] | None = None) -> None:
         self._buffer: list[Message | Resync] | None = None  # made when something arrives
         self._notify = notify
         self._waiter: asyncio.Future[None] | None = None  # while get() waits
         self._closed = False
+        # The newest version its consumer has (a stream: sent), for the timed re-check
+        # of a broker that can lose messages (widget/recheck.py).
+        self.version = 0
 
     def put(self, item: Message) -> None:
         if self._closed:

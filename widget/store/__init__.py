@@ -79,6 +79,8 @@ LIVE_RECORD = {kind: q.where(TABLES[kind].c.deleted_at.is_(None)) for kind, q in
 SET_RECORD = {kind: update(t).where(t.c.id == bindparam("record_id")) for kind, t in TABLES.items()}
 ROOM_ROW = select(_r.version, _r.deal_id, _r.ticket_id).where(
     _r.company_id == bindparam("company_id"), _r.room_id == bindparam("room_id"))
+ROOM_VERSIONS = select(_r.company_id, _r.room_id, _r.version).where(
+    tuple_(_r.company_id, _r.room_id).in_(bindparam("rooms", expanding=True)))
 # (bound names in an UPDATE's WHERE must not be column names: those are the SET's)
 SLOT_SHOWS = {kind: and_(_r.company_id == bindparam("in_company"), _r.room_id == bindparam("in_room"),
                          getattr(_r, f"{kind}_id") == bindparam("shown_id")) for kind in TABLES}
@@ -425,6 +427,20 @@ class Store:
             return RoomState(0, None, None) if room is None else self._state_of(conn, room)
 
         return await self.db.read(work)
+
+    async def room_versions(self, rooms: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The stored version of each ``(company_id, room_id)`` that has one (a room never
+        written has none: version 0), in one statement per 500 rooms."""
+        keys = list(rooms)
+
+        def work(conn: Connection) -> dict[tuple[str, str], int]:
+            found: dict[tuple[str, str], int] = {}
+            for start in range(0, len(keys), 500):
+                rows = conn.execute(ROOM_VERSIONS, {"rooms": keys[start:start + 500]})
+                found.update({(company_id, room_id): version for company_id, room_id, version in rows})
+            return found
+
+        return await self.db.read(work, offload=True)
 
     @staticmethod
     def _state_of(conn: Connection, room: Any, known: Row | None = None) -> RoomState:
