@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 from contextlib import asynccontextmanager
 
 import httpx
@@ -14,8 +15,9 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from widget import api, companies, embed, logs, metrics, openapi, pages, rendering, stream, worker
 from widget.errors import DomainError
@@ -89,6 +91,31 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body("internal_error", "unexpected error"), status_code=500)
 
 
+class StreamFirst(Starlette):
+    """Starlette, except that a request for the event stream's route goes straight to
+    it, behind our headers middleware but not Starlette's error and exception middleware
+    and router: their coroutine frames and closures would live as long as each open
+    stream, ~3.5 KB of an idle stream's ~17 (tracemalloc). The route answers its own
+    refusals (``sse.EventStream``); an error once it streams reaches uvicorn, as it
+    did through ``ServerErrorMiddleware``. Stream opens come in bursts (a restart, page
+    loads): matched first."""
+
+    def __init__(self, stream_route: Route, **options: Any) -> None:
+        super().__init__(**options)
+        self._stream_route = stream_route
+        self._stream_app = SecurityHeaders(stream_route.app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            match, child_scope = self._stream_route.matches(scope)
+            if match is Match.FULL:
+                scope["app"] = self
+                scope.update(child_scope)
+                await self._stream_app(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     clock: Clock = system_clock,
@@ -113,7 +140,7 @@ def create_app(
                 metrics.process_ended()
 
     routes = [
-        *stream.routes,  # first: stream opens come in bursts (a restart, page loads), match it at once
+        stream.route,  # (run directly: see StreamFirst)
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/openapi.json", openapi_json),
@@ -123,7 +150,8 @@ def create_app(
         *metrics.routes,
         Mount("/static", StaticFiles(directory=settings.static_dir), name="static"),
     ]
-    application = Starlette(
+    application = StreamFirst(
+        stream.route,
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(SecurityHeaders)],

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from widget.errors import DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 
@@ -59,3 +61,14 @@ def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(
         error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=exc.headers
     )
+
+
+async def answer_exception(exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer ``exc`` as the app's exception handlers would (the most specific for its
+    class), for an endpoint that runs outside Starlette's exception middleware."""
+    handlers = scope["app"].exception_handlers
+    handler = next((handlers[kind] for kind in type(exc).__mro__ if kind in handlers), None)
+    if handler is None:
+        raise exc
+    response = await handler(Request(scope, receive), exc)
+    await response(scope, receive, send)

@@ -57,13 +57,18 @@ class SecurityHeaders:
         started = time.perf_counter()
         status = 0
         body_pending = _declares_body(scope)
+        # Without a body there is nothing to note: the plain receive (a stream's
+        # disconnect task holds it for the stream's life, so no wrapper rides along).
+        receive_here = receive
+        if body_pending:
+            async def receive_noting_the_body_end() -> Message:
+                nonlocal body_pending
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    body_pending = False
+                return message
 
-        async def receive_noting_the_body_end() -> Message:
-            nonlocal body_pending
-            message = await receive()
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                body_pending = False
-            return message
+            receive_here = receive_noting_the_body_end
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
@@ -81,9 +86,7 @@ class SecurityHeaders:
             await send(message)
 
         try:
-            # Without a body there is nothing to note: the plain receive (a stream's
-            # disconnect task holds it for the stream's life, so no wrapper rides along).
-            await self.app(scope, receive_noting_the_body_end if body_pending else receive, send_with_headers)
+            await self.app(scope, receive_here, send_with_headers)
         except Exception:
             status = status or 500  # the server error handler outside answers it
             raise

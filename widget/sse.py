@@ -26,7 +26,7 @@ import heapq
 import math
 import signal
 import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from starlette.types import Receive, Scope, Send
 
@@ -162,9 +162,9 @@ class _Ticker:
 
 class EventStream:
     """An ASGI app that answers with an event stream. ``open(scope, wakeup)`` checks
-    the request (raising refuses it: the app's error handlers answer, nothing was sent)
-    and returns the stream's frames, which wait on ``wakeup`` and end once
-    ``wakeup.ended``. The response ends with its last chunk when they end."""
+    the request and returns the stream's frames, which wait on ``wakeup`` and end once
+    ``wakeup.ended``; what it raises refuses the request, answered by ``refuse`` (before
+    anything was sent). The response ends with its last chunk when the frames end."""
 
     HEADERS = (
         (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -173,12 +173,21 @@ class EventStream:
         (b"x-accel-buffering", b"no"),  # nginx: pass each frame on at once
     )
 
-    def __init__(self, open: Callable[[Scope, Wakeup], AsyncGenerator[bytes, None]]) -> None:
+    def __init__(
+        self,
+        open: Callable[[Scope, Wakeup], AsyncGenerator[bytes, None]],
+        refuse: Callable[[Exception, Scope, Receive, Send], Awaitable[None]],
+    ) -> None:
         self._open = open
+        self._refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         wakeup = Wakeup()
-        frames = self._open(scope, wakeup)
+        try:
+            frames = self._open(scope, wakeup)
+        except Exception as exc:
+            await self._refuse(exc, scope, receive, send)
+            return
         # A new headers list each time: middleware edits the message in place.
         await send({"type": "http.response.start", "status": 200, "headers": list(self.HEADERS)})
         if scope["method"] == "HEAD":  # headers only: an endless body would never end

@@ -36,6 +36,7 @@ from starlette.types import Scope
 from widget import metrics, rooms, sse
 from widget.broker import Message, Resync, room_channel
 from widget.embed import authorize
+from widget.http_errors import answer_exception
 from widget.recheck import Recheck
 from widget.runtime import Runtime
 
@@ -169,5 +170,7 @@ def _open(scope: Scope, wakeup: sse.Wakeup) -> AsyncGenerator[bytes, None]:
 
 
 # An ASGI app as the endpoint, not a request → response function: Starlette would wrap
-# that in a Request, closures and frames of its own, alive as long as the stream.
-routes = [Route("/embed/rooms/{room_id}/events", sse.EventStream(_open), methods=["GET"])]
+# that in a Request, closures and frames of its own, alive as long as the stream. The
+# app runs it outside Starlette's middleware and router too (``widget/app.py``), so it
+# answers its refusals (a bad token) itself, as the app's handlers would.
+route = Route("/embed/rooms/{room_id}/events", sse.EventStream(_open, answer_exception), methods=["GET"])
