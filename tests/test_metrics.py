@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import connect_sse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from tests.helpers import wait_for
 from tests.support import FakeClock, LiveServer, Tenant, asgi_client, make_settings
 from tests.worker_support import drain
-from widget import companies, records
+from widget import companies, metrics, records
 from widget.events import EVENTS
 from widget.metrics import MULTIPROC_DIR, TOPICS
 from widget.models import DealIn
@@ -364,3 +364,20 @@ async def test_a_process_that_ends_cleanly_stops_counting_its_open_streams(
     monkeypatch.setenv(MULTIPROC_DIR, str(directory))
     _, samples, _ = await scrape(client)
     assert sample(samples, "widget_open_streams") == 1  # only the one that did not end cleanly
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.001, 0.0025, 0.07, 3.0, 1e9])
+def test_many_deliveries_observed_at_once_equal_as_many_observations(amount: float) -> None:
+    """The delivery lag of a change sent to 1,000 streams is one histogram update
+    (metrics._observe): the same buckets, count and sum as 1,000 observations."""
+    one_by_one, at_once = (Histogram("lag", "lag", buckets=[0.001, 0.0025, 0.05, 1.0], registry=CollectorRegistry())
+                           for _ in range(2))
+    for _ in range(1000):
+        one_by_one.observe(amount)
+    metrics._observe(at_once, amount, 1000)
+
+    def samples(histogram: Histogram) -> dict[tuple[str, str], float]:
+        return {(s.name, s.labels.get("le", "")): s.value for s in histogram.collect()[0].samples
+                if not s.name.endswith("_created")}
+
+    assert samples(at_once) == pytest.approx(samples(one_by_one))
