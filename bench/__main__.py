@@ -36,6 +36,7 @@ SETTINGS = {
     "server": "`widget serve` (uvicorn 1 process, uvloop + httptools, no access log), "
               "SQLite file + memory:// broker (stack sqlite) or PostgreSQL 15 (fsync off) + Redis (stack scale)",
     "WIDGET_RATE_LIMIT": "0 (the per-company limit would refuse the load figures' bursts)",
+    "WIDGET_STREAMS_PER_TOKEN / _PER_ROOM / _PER_COMPANY": "0 (the stream figures hold 1,000 streams on one token)",
     "WIDGET_EMBEDDED_WORKER": "true (default: the outbox worker runs in the server, as deployed)",
     "WIDGET_CHAT_PANEL_URL": "unset for the api and stream figures (the worker gives each bot record's "
                              "chat-history job up at once); the example host's fake Chat Panel for the browser figures",

@@ -35,6 +35,10 @@ DEFAULTS = {
     "WIDGET_SECRET_KEYS": "bench-key-0123456789abcdef",
     "WIDGET_LOG_FORMAT": "json",
     "WIDGET_RATE_LIMIT": "0",
+    # The stream figures hold 1,000 streams on one token and room, 11,000 of one company.
+    "WIDGET_STREAMS_PER_TOKEN": "0",
+    "WIDGET_STREAMS_PER_ROOM": "0",
+    "WIDGET_STREAMS_PER_COMPANY": "0",
 }
 
 

@@ -186,10 +186,10 @@ def test_an_open_stream_costs_at_most_two_tasks(live: tuple[LiveServer, Tenant],
     response had five); with a broker that can lose messages, one more per process
     (widget/recheck.py). Positive control: the 50 streams are open in that loop."""
     server, tenant = live
-    token = mint(http)
+    tokens = [mint(http) for _ in range(50)]  # 50 agents (one token has at most 8 streams)
     broker = server.app.state.runtime.broker
     before = server_tasks(server)
-    sockets = [raw_stream(server, events_url(token)) for _ in range(50)]
+    sockets = [raw_stream(server, events_url(token)) for token in tokens]
     try:
         during = server_tasks(server)
         assert broker.subscriber_count(room_channel(tenant.id, "room-1")) == 50

@@ -26,6 +26,7 @@ from widget.middleware import SecurityHeaders
 from widget.ratelimit import RateLimiter
 from widget.runtime import Clock, Runtime, open_runtime, system_clock
 from widget.settings import Settings, load_settings
+from widget.stream_limits import StreamLimits
 
 
 async def healthz(request: Request) -> Response:
@@ -167,5 +168,6 @@ def create_app(
     application.router.redirect_slashes = False  # a 307 would skip auth and the error shape
     application.state.templates = rendering.templates(settings)
     application.state.rate_limiter = RateLimiter(settings.rate_limit)
+    application.state.stream_limits = StreamLimits(settings)
     application.state.running_keys = set()  # (company, route, Idempotency-Key) of requests running here
     return application

@@ -51,11 +51,19 @@ class Settings(BaseSettings):
     token_max_age: int = 900
     timeline_retention_days: int = 365
     sse_ping: float = 15.0
-    # Addition: seconds between an open stream's re-reads of its room's snapshot (one
-    # small read), so a change whose message a redis:// broker lost (a failed publish)
-    # reaches the stream within that time anyway; 0 = off. memory:// delivers in-process
-    # and never loses one, so its streams do not re-read.
+    # Addition: seconds between a process's re-checks of its open streams' rooms (one
+    # read of their versions), so a change whose message a redis:// broker lost (a
+    # failed publish) reaches the streams within that time anyway; 0 = off. memory://
+    # delivers in-process and never loses one, so it never re-checks.
     stream_recheck: float = 5.0
+    # Additions: concurrent streams a process serves per embed token, per room and per
+    # company (over a cap: 429 with Retry-After); 0 = no cap. And the seconds a stream
+    # lives at most (minus up to 10%, so streams opened together do not end together)
+    # before it ends cleanly and the browser resumes it; 0 = no limit.
+    streams_per_token: int = 8
+    streams_per_room: int = 100
+    streams_per_company: int = 5000
+    stream_max_age: float = 3600.0
     log_format: Literal["json", "text"] = "json"
     # Addition: record-API requests per second per company (burst twice that); 0 = off.
     rate_limit: float = 50.0
@@ -152,7 +160,14 @@ class Settings(BaseSettings):
             raise ValueError("must be 0 (off) or a positive number")
         return value
 
-    @field_validator("stream_recheck")
+    @field_validator("streams_per_token", "streams_per_room", "streams_per_company")
+    @classmethod
+    def _cap(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 (no cap) or a positive number of streams")
+        return value
+
+    @field_validator("stream_recheck", "stream_max_age")
     @classmethod
     def _recheck(cls, value: float) -> float:
         if not value >= 0:  # NaN too

@@ -28,7 +28,7 @@ import signal
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 TICK = 0.1  # seconds: how precisely a stream's deadline is kept
 SHUTDOWN_POLL = 0.5  # seconds between looks at the server's should_exit
@@ -185,26 +185,32 @@ class EventStream:
         wakeup = Wakeup()
         try:
             frames = self._open(scope, wakeup)
+            # The first frame before the headers: what the frames raise until then (a
+            # cap, the store) still refuses the request. HEAD: headers only, an endless
+            # body would never end.
+            first = b"" if scope["method"] == "HEAD" else await frames.__anext__()
         except Exception as exc:
             await self._refuse(exc, scope, receive, send)
             return
-        # A new headers list each time: middleware edits the message in place.
-        await send({"type": "http.response.start", "status": 200, "headers": list(self.HEADERS)})
-        if scope["method"] == "HEAD":  # headers only: an endless body would never end
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        await receive()  # the request (a GET: no body)
-        # What receive() gives next is http.disconnect: the client went away (or the
-        # response is complete).
-        client = asyncio.ensure_future(receive())
-        client.add_done_callback(wakeup.end)
         ticker = _Ticker.of(asyncio.get_running_loop())
-        ticker.opened(wakeup)
+        client: asyncio.Future[Message] | None = None
         try:
-            async for frame in frames:
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            # A new headers list each time: middleware edits the message in place.
+            await send({"type": "http.response.start", "status": 200, "headers": list(self.HEADERS)})
+            if first:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+                del first  # an idle stream keeps nothing it sent (thousands of them)
+                await receive()  # the request (a GET: no body)
+                # What receive() gives next is http.disconnect: the client went away (or
+                # the response is complete).
+                client = asyncio.ensure_future(receive())
+                client.add_done_callback(wakeup.end)
+                ticker.opened(wakeup)
+                async for frame in frames:
+                    await send({"type": "http.response.body", "body": frame, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             ticker.open.discard(wakeup)
-            client.cancel()
+            if client is not None:
+                client.cancel()
             await frames.aclose()  # its subscription is released now, whatever ended it

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import random
 from collections.abc import AsyncGenerator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from starlette.requests import Request
@@ -106,16 +109,22 @@ async def _read_room(rt: Runtime, company_id: str, room_id: str, marker: Resync)
 
 async def room_events(
     rt: Runtime, company_id: str, room_id: str, expires_at: int, last_event_id: str | None,
-    wakeup: sse.Wakeup,
+    wakeup: sse.Wakeup, held: AbstractContextManager[None] = nullcontext(),
 ) -> AsyncGenerator[bytes, None]:
-    """The stream's frames, until its token expires, its broker closes or ``wakeup``
-    ends. It waits on ``wakeup`` alone, which its subscription sets."""
+    """The stream's frames, until its token expires, it reaches its maximum age, its
+    broker closes or ``wakeup`` ends. It waits on ``wakeup`` alone, which its
+    subscription sets. ``held`` holds its place under the stream caps (entered first:
+    a stream over a cap is refused before anything is sent)."""
     loop = asyncio.get_running_loop()
     ping = rt.settings.sse_ping
     next_ping = loop.time() + ping
+    # Past its age the stream ends cleanly and the browser resumes it (Last-Event-ID),
+    # maybe on another process; streams opened together (a restart) end apart.
+    max_age = rt.settings.stream_max_age
+    ends_at = loop.time() + max_age * random.uniform(0.9, 1.0) if max_age else math.inf
     room = (company_id, room_id)
     # The gauge also goes down when the client goes away (the generator is closed).
-    with metrics.OPEN_STREAMS.track_inprogress():
+    with held, metrics.OPEN_STREAMS.track_inprogress():
         async with rt.broker.subscribe(room_channel(company_id, room_id), wakeup.set) as subscription:
             recheck = Recheck.of(rt) if rt.broker.may_lose_messages and rt.settings.stream_recheck else None
             shown, first = await _first(rt, company_id, room_id, last_event_id)
@@ -131,17 +140,19 @@ async def room_events(
                         yield TOKEN_EXPIRED
                         return
                     now = loop.time()
+                    if now >= ends_at:
+                        return
                     if now >= next_ping:
                         yield sse.PING
                         next_ping = now + ping
-                    await wakeup.wait(min(now + remaining, next_ping))
+                    await wakeup.wait(min(now + remaining, next_ping, ends_at))
                     if wakeup.ended:  # the client went away, or the server is shutting down
                         return
                     items = subscription.drain()
                     if not items:
                         if subscription.closed:  # its broker closed (app shutdown)
                             return
-                        continue  # the ping's or the token's time: both checked above
+                        continue  # the ping's, the token's or the age's time: checked above
                     item = _newest(items)
                     if isinstance(item, Resync):
                         try:
@@ -166,7 +177,8 @@ def _open(scope: Scope, wakeup: sse.Wakeup) -> AsyncGenerator[bytes, None]:
     claims = authorize(request)  # refused: answered as any route's error, before the stream starts
     rt: Runtime = request.app.state.runtime
     last_event_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-    return room_events(rt, claims["company"], claims["room_id"], claims["exp"], last_event_id, wakeup)
+    held = request.app.state.stream_limits.held(claims)
+    return room_events(rt, claims["company"], claims["room_id"], claims["exp"], last_event_id, wakeup, held)
 
 
 # An ASGI app as the endpoint, not a request → response function: Starlette would wrap
