@@ -10,45 +10,54 @@ Each process counts its own streams (as the record API's rate limit does).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from widget.http_errors import ApiError
 from widget.settings import Settings
 
 RETRY_AFTER = 5  # seconds: a tab closes, a stream reconnects elsewhere
+KINDS = ("token", "room", "company")
 
 
 class StreamLimits:
     def __init__(self, settings: Settings) -> None:
-        self._caps = {"token": settings.streams_per_token, "room": settings.streams_per_room,
-                      "company": settings.streams_per_company}
+        self._caps = (settings.streams_per_token, settings.streams_per_room, settings.streams_per_company)
         self._open: Counter[tuple[Any, ...]] = Counter()
 
-    @contextmanager
-    def held(self, claims: dict[str, Any]) -> Iterator[None]:
-        """A stream of the token with these claims is open for the block; ``ApiError``
-        429 if that would pass a cap (nothing is held then)."""
+    def held(self, claims: dict[str, Any]) -> Held:
+        """A place for a stream of the token with these claims, taken on entering (or
+        ``ApiError`` 429 if that would pass a cap), given back on exit."""
         company = claims["company"]
-        keys = {"token": ("token", claims.get("jti"), claims["exp"]),
-                "room": ("room", company, claims["room_id"]), "company": ("company", company)}
-        for what, key in keys.items():
-            cap = self._caps[what]
-            if cap and self._open[key] >= cap:
-                raise ApiError(
-                    429, f"too many open streams for this {what} (at most {cap}); close one or retry later",
-                    headers={"Retry-After": str(RETRY_AFTER)})
-        for key in keys.values():
-            self._open[key] += 1
-        try:
-            yield
-        finally:
-            for key in keys.values():
-                self._open[key] -= 1
-                if not self._open[key]:
-                    del self._open[key]
+        return Held(self, (("token", claims.get("jti"), claims["exp"]),
+                           ("room", company, claims["room_id"]), ("company", company)))
 
     def count(self, what: str, *key: Any) -> int:
         """Open streams of a token (``jti, exp``), room (``company, room``) or company."""
         return self._open[(what, *key)]
+
+
+class Held:
+    """A context manager, not a ``contextmanager`` generator: one lives as long as each
+    stream, and a generator's frame weighs more."""
+
+    __slots__ = ("_limits", "_keys")
+
+    def __init__(self, limits: StreamLimits, keys: tuple[tuple[Any, ...], ...]) -> None:
+        self._limits, self._keys = limits, keys
+
+    def __enter__(self) -> None:
+        counts = self._limits._open
+        for what, cap, key in zip(KINDS, self._limits._caps, self._keys):
+            if cap and counts[key] >= cap:
+                raise ApiError(
+                    429, f"too many open streams for this {what} (at most {cap}); close one or retry later",
+                    headers={"Retry-After": str(RETRY_AFTER)})
+        for key in self._keys:
+            counts[key] += 1
+
+    def __exit__(self, *exc: object) -> None:
+        counts = self._limits._open
+        for key in self._keys:
+            counts[key] -= 1
+            if not counts[key]:
+                del counts[key]
