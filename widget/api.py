@@ -78,15 +78,17 @@ Action = Callable[[Keyed | None], Awaitable[Any]]
 
 
 async def _create(
-    request: Request, model: type[Body], action: Callable[[Runtime, Row, Any], Action]
+    request: Request, model: type[Body], action: Callable[[Runtime, Row, Any], Action],
+    replay: Callable[[Runtime, str], str] | None = None,
 ) -> Response:
     """A POST that creates: auth, body, validation (all 422s before the action is
-    built), then once per Idempotency-Key."""
+    built), then once per Idempotency-Key (``replay``: see ``idempotent``)."""
     rt, company = await _auth(request)
     data = await read_json(request)
     key = idempotency_key(request)
     body = parse(model, data)
-    return await idempotent(request, company, data, key, action(rt, company, body))
+    return await idempotent(request, company, data, key, action(rt, company, body),
+                            replay=partial(replay, rt) if replay is not None else None)
 
 
 async def create_contact(request: Request) -> Response:
@@ -146,7 +148,8 @@ async def room(request: Request) -> Response:
 
 async def create_embed_token(request: Request) -> Response:
     return await _create(
-        request, EmbedTokenIn, lambda rt, company, body: lambda keyed: embed_tokens.mint(rt, company, body, keyed)
+        request, EmbedTokenIn, lambda rt, company, body: lambda keyed: embed_tokens.mint(rt, company, body, keyed),
+        replay=embed_tokens.replay,
     )
 
 

@@ -82,6 +82,7 @@ async def idempotent(
     key: str | None,
     run: Callable[[Keyed | None], Awaitable[Any]],
     status: int = 201,
+    replay: Callable[[str], str] | None = None,
 ) -> Response:
     """Run a POST once per (company, route, key): replay a stored 2xx for the same
     canonical body, 409 for another body or while the first is still running.
@@ -90,7 +91,10 @@ async def idempotent(
     is taken exactly when that work committed: a crash before the commit leaves the
     key free, after it the retry gets the stored response. "Still running" is known
     in this process; a same-key request racing in another process waits for the
-    first one's write (company lock, single writer) and then meets its key taken."""
+    first one's write (company lock, single writer) and then meets its key taken.
+
+    ``replay`` turns a stored response into the one to send again, for a response
+    stored in another form than sent (an embed token is stored without the token)."""
     if key is None:
         return JSONResponse(await run(None), status_code=status)
     runtime = request.app.state.runtime
@@ -113,8 +117,10 @@ async def idempotent(
                 break
         if existing is None or existing["body_hash"] != body_hash:
             raise ApiError(409, "this Idempotency-Key was used with another body")
+        stored = existing["response"]
         return Response(
-            existing["response"], status_code=existing["status"], media_type="application/json",
+            replay(stored) if replay is not None else stored, status_code=existing["status"],
+            media_type="application/json",
             headers={"Idempotent-Replayed": "true"},
         )
     finally:

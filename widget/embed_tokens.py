@@ -3,6 +3,7 @@ and the short-lived link from the component to a CRM record page."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -10,7 +11,7 @@ from widget.companies import frame_origins, normalise_origin
 from widget.errors import Invalid
 from widget.models import PERMISSIONS, EmbedTokenIn, rfc3339
 from widget.runtime import Runtime
-from widget.store import Keyed, Row
+from widget.store import Keyed, Row, response_text
 from widget.strings import zone_or_utc
 from widget.tokens import CRM_LINK, EMBED
 
@@ -43,15 +44,32 @@ async def mint(rt: Runtime, company: Row, body: EmbedTokenIn, keyed: Keyed | Non
         "parent_origin": parent_origin,
         "locale": body.locale or "en",
     }
-    token, exp = rt.signer.sign(EMBED, claims, ttl)
-    minted = {
-        "token": token,
-        "embed_url": f"{rt.settings.public_url}/embed/rooms/{quote(body.room_id, safe='')}?token={token}",
-        "expires_at": rfc3339(exp),
-    }
+    stamped = rt.signer.stamp(EMBED, claims, ttl)
+    url = f"{rt.settings.public_url}/embed/rooms/{quote(body.room_id, safe='')}?token="
+    minted = _minted(stamped.token, url, rfc3339(stamped.exp))
     if keyed is not None:
-        await rt.store.remember(keyed, minted)
+        # Stored without the token (the idempotency table is no place for a bearer
+        # credential): its claims and itsdangerous timestamp, which only a holder of
+        # the secret keys can turn back into it (``replay``).
+        await rt.store.remember(keyed, {
+            "embed_url": url, "expires_at": minted["expires_at"],
+            "signed": {"payload": stamped.payload, "timestamp": stamped.timestamp},
+        })
     return minted
+
+
+def _minted(token: str, url: str, expires_at: str) -> dict[str, Any]:
+    return {"token": token, "embed_url": url + token, "expires_at": expires_at}
+
+
+def replay(rt: Runtime, stored: str) -> str:
+    """The response of a replayed ``POST /embed-tokens`` from its stored form: the token
+    signed again, the same string while the newest key is the one that signed it."""
+    kept = json.loads(stored)
+    if "signed" not in kept:  # stored by an earlier version, token and all
+        return stored
+    token = rt.signer.resign(EMBED, kept["signed"]["payload"], kept["signed"]["timestamp"])
+    return response_text(_minted(token, kept["embed_url"], kept["expires_at"]))
 
 
 def crm_link(rt: Runtime, claims: dict[str, Any], kind: str, record_id: str, tz: str | None = None) -> str:
