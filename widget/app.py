@@ -3,7 +3,9 @@ runtime (store, broker, signer, upstream client) for the requests."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from contextlib import asynccontextmanager
@@ -26,11 +28,46 @@ from widget.middleware import SecurityHeaders
 from widget.ratelimit import RateLimiter
 from widget.runtime import Clock, Runtime, open_runtime, system_clock
 from widget.settings import Settings, load_settings
+from widget.store import Store
+from widget.store.engine import failure_cause, read_failure, write_failure
 from widget.stream_limits import StreamLimits
 
 
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+WRITE_CHECK_EVERY = 1.0  # s: /readyz writes at most this often per process
+
+
+class WriteCheck:
+    """``/readyz``'s write check (``Store.check_write``), run at most once per
+    ``WRITE_CHECK_EVERY``: requests within that get the last answer, or share the one
+    running, so probes stay cheap. A failure is logged once, when it starts, with the
+    driver's words; the check's text says the cause and what helps."""
+
+    def __init__(self) -> None:
+        self._at = -float("inf")
+        self._answer = "ok"
+        self._running: asyncio.Future[str] | None = None
+
+    async def __call__(self, store: Store) -> str:
+        if self._running is None and time.monotonic() - self._at >= WRITE_CHECK_EVERY:
+            self._running = asyncio.ensure_future(self._check(store))
+        if self._running is not None:
+            return await asyncio.shield(self._running)
+        return self._answer
+
+    async def _check(self, store: Store) -> str:
+        try:
+            await store.check_write()
+            answer = "ok"
+        except Exception as exc:
+            answer = f"unavailable: the store cannot write: {write_failure(exc)}"
+            if self._answer == "ok":
+                logs.event("store_write_failed", logging.ERROR, reason=" ".join(str(exc).split())[:300])
+        self._answer, self._at, self._running = answer, time.monotonic(), None
+        return answer
 
 
 async def readyz(request: Request) -> Response:
@@ -42,6 +79,12 @@ async def readyz(request: Request) -> Response:
             checks[name] = "ok"
         except Exception as exc:
             checks[name] = f"unavailable: {type(exc).__name__}"
+            if name == "store":  # (the broker's text is its own: tests/test_redis_broker.py)
+                logs.event("store_unavailable", logging.WARNING, path="/readyz",
+                           reason=" ".join(str(exc).split())[:300])
+                checks[name] = f"unavailable: the store cannot be read: {read_failure(exc)}"
+    if checks["store"] == "ok":  # reachable; and can it write? (disk full, read-only)
+        checks["store"] = await request.app.state.write_check(rt.store)
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
                         status_code=200 if ready else 503)
@@ -78,8 +121,10 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
 
 async def on_store_error(request: Request, exc: Exception) -> Response:
     logs.event("store_unavailable", logging.ERROR, path=request.url.path, error=type(exc).__name__)
-    return JSONResponse(error_body("unavailable", "the service is temporarily unavailable"),
-                        status_code=503, headers={"Retry-After": "5"})
+    message = "the service is temporarily unavailable"
+    if failure_cause(exc) == "locked":  # waited WIDGET_LOCK_TIMEOUT, then rolled back whole
+        message = "the database is busy (another process holds its lock): nothing was written; try again"
+    return JSONResponse(error_body("unavailable", message), status_code=503, headers={"Retry-After": "5"})
 
 
 async def on_client_gone(request: Request, exc: Exception) -> Response:
@@ -169,5 +214,6 @@ def create_app(
     application.state.templates = rendering.templates(settings)
     application.state.rate_limiter = RateLimiter(settings.rate_limit)
     application.state.stream_limits = StreamLimits(settings)
+    application.state.write_check = WriteCheck()
     application.state.running_keys = set()  # (company, route, Idempotency-Key) of requests running here
     return application

@@ -51,7 +51,7 @@ async def open_runtime(
     """Open every part (migrating the schema unless told not to) and close them all,
     in reverse, however the body ends. ``upstream`` replaces the network for the
     systems we do not own (tests pass an ``httpx.MockTransport``)."""
-    store = Store(settings.db_url)
+    store = Store(settings.db_url, settings.lock_timeout)
     try:
         broker = create_broker(settings.broker_url)
         try:

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # moment the connection can take one; past it the connection is closed. uvicorn has
     # no such deadline (its issue #157): without it, slow-header clients hold sockets forever.
     request_receipt_timeout: float = 10.0
+    # Addition: seconds a write waits for a lock another process holds (SQLite's write
+    # lock, a PostgreSQL row lock) before it fails whole: 503 with Retry-After.
+    lock_timeout: float = 5.0
 
     @field_validator("secret_keys", mode="before")
     @classmethod
@@ -181,7 +184,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a positive number of seconds")
         return value
 
-    @field_validator("request_receipt_timeout")
+    @field_validator("request_receipt_timeout", "lock_timeout")
     @classmethod
     def _receipt_timeout(cls, value: float) -> float:
         if not 0 < value < float("inf"):  # NaN too

@@ -29,6 +29,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -39,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from widget.errors import Invalid
 from widget.store import schema
 from widget.store.database import SqliteDatabase
-from widget.store.engine import StoreUnavailable, migrate, open_database
+from widget.store.engine import LOCK_TIMEOUT, StoreUnavailable, migrate, open_database
 
 Row = dict[str, Any]
 Event = tuple[str, Row]  # an analytics event as stored: name, properties
@@ -121,6 +122,7 @@ _ENTRY_PENDING = and_(_tl.company_id == bindparam("of_company"), _tl.record_kind
 PENDING_ENTRY = select(_tl.id).where(_ENTRY_PENDING)
 SETTLE_ENTRY = update(schema.timeline_entries).where(_ENTRY_PENDING)
 EVENT_SEEN = select(_a.id).where(_a.company_id == bindparam("company_id"), _a.dedupe == bindparam("dedupe"))
+REWRITE_REVISION = text("UPDATE alembic_version SET version_num = version_num")
 KEY_ROW = select(schema.idempotency_keys).where(
     _i.company_id == bindparam("company_id"), _i.route == bindparam("route"), _i.key == bindparam("key"))
 
@@ -214,8 +216,8 @@ class Change:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
-        self.db = open_database(url)
+    def __init__(self, url: str, lock_timeout: float = LOCK_TIMEOUT) -> None:
+        self.db = open_database(url, lock_timeout)
         dialect_insert = sqlite_insert if isinstance(self.db, SqliteDatabase) else postgresql_insert  # ON CONFLICT
         self._link_room = {kind: _link_statement(dialect_insert, kind) for kind in TABLES}
         self._insert_events_skipping_taken = dialect_insert(schema.analytics_events).on_conflict_do_nothing()
@@ -237,6 +239,13 @@ class Store:
 
     async def ping(self) -> None:
         await self.db.read(lambda conn: conn.execute(select(1)).one())
+
+    async def check_write(self) -> None:
+        """One real write, as cheap as one can be, through the path every write takes:
+        the schema's revision row rewritten with itself (a new row version, a page in
+        the WAL), so a read-only database, a full disk or a lock held elsewhere fail it
+        as they fail every write. Raises what the write raised."""
+        await self.db.write(lambda conn: conn.execute(REWRITE_REVISION))
 
     async def _one(self, query: Any, **params: Any) -> Row | None:
         return await self.db.read(lambda conn: _first(conn, query, params))

@@ -32,6 +32,7 @@ import itertools
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -67,9 +68,22 @@ class _LockHeld(Exception):
     """Another connection holds SQLite's write lock."""
 
 
+def _begin(conn: Connection) -> Any:
+    """``conn.begin()``, with an error of the BEGIN the engine's ``begin`` event emits
+    (the driver's own, unwrapped) raised as SQLAlchemy's: a lock timeout or a read-only
+    file is then a store error like any other (503), not an unexpected one (500)."""
+    try:
+        return conn.begin()
+    except sqlite3.OperationalError as exc:
+        raise OperationalError("BEGIN IMMEDIATE", None, exc) from None
+
+
 class SqliteDatabase:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, lock_timeout: float = 5.0) -> None:
         self.engine = engine
+        # Seconds a write waits for the lock another process holds, counted from when
+        # it was asked for: writes queued behind a waiting one do not wait in turn.
+        self.lock_timeout = lock_timeout
         self._reader: Connection | None = None
         self._inline: Connection | None = None
         self._inline_writes = 0
@@ -101,7 +115,8 @@ class SqliteDatabase:
             self._queued += 1
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
-        self._writes.put((BACKGROUND if background else FOREGROUND, next(self._order), (work, done, loop)))
+        deadline = time.monotonic() + self.lock_timeout
+        self._writes.put((BACKGROUND if background else FOREGROUND, next(self._order), (work, done, loop, deadline)))
         return await done  # cancelled: the write still runs (or ran) to its end
 
     def _write_here(self, work: Work[T]) -> T:
@@ -111,8 +126,8 @@ class SqliteDatabase:
             driver.execute("PRAGMA busy_timeout=0")
             driver.execute("PRAGMA wal_autocheckpoint=0")
         try:
-            transaction = self._inline.begin()  # BEGIN IMMEDIATE, answered at once
-        except (sqlite3.OperationalError, OperationalError) as exc:
+            transaction = _begin(self._inline)  # BEGIN IMMEDIATE, answered at once
+        except OperationalError as exc:
             if "database is locked" in str(exc):
                 raise _LockHeld from None
             raise
@@ -133,11 +148,15 @@ class SqliteDatabase:
             priority, _, job = self._writes.get()
             if job is None:
                 break
-            work, done, loop = job
+            work, done, loop, deadline = job
             try:
                 if conn is None:
                     conn = self.engine.connect().execution_options(immediate=True)
-                with conn.begin():
+                # What is left of this write's wait (none: one try): BEGIN IMMEDIATE
+                # fails with "database is locked" past it, before anything is written.
+                left = max(0, int((deadline - time.monotonic()) * 1000))
+                conn.connection.driver_connection.execute(f"PRAGMA busy_timeout={left}")
+                with _begin(conn):
                     result = work(conn)
             except BaseException as exc:  # handed to the awaiting request
                 if conn is not None and conn.invalidated:  # a broken connection: the next write opens anew
