@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from widget import analytics, companies, contacts, embed_tokens, records, rooms, timeline
 from widget.bodies import idempotency_key, idempotent, read_json
-from widget.errors import not_found, validation_failed
+from widget.errors import Unauthenticated, not_found, validation_failed
 from widget.http_errors import ApiError
 from widget.models import (
     IMMUTABLE,
@@ -32,7 +32,7 @@ from widget.models import (
     parse,
     to_micros,
 )
-from widget.ratelimit import retry_after
+from widget.ratelimit import RateLimiter, retry_after, source_address
 from widget.runtime import Runtime
 from widget.store import Keyed, Row
 
@@ -40,9 +40,28 @@ CREATE = {"deal": DealIn, "ticket": TicketIn}
 PATCH = {"deal": DealPatch, "ticket": TicketPatch}
 
 
+async def authenticate(request: Request) -> Row:
+    """The company of the request's API key. Failed attempts are counted per source
+    address (``WIDGET_AUTH_FAILURE_RATE``, ``_BURST``): past the burst, every request
+    from that address is 429 and its key is not even checked, so guessing keys gets
+    nowhere; a client elsewhere, with its valid key, is not affected."""
+    rt: Runtime = request.app.state.runtime
+    failures: RateLimiter = request.app.state.auth_failures
+    source = source_address(request, request.app.state.trusted_proxies)
+    wait = failures.wait(source)
+    if wait:
+        raise ApiError(429, "too many failed authentications from this address",
+                       headers={"Retry-After": retry_after(wait)})
+    try:
+        return await companies.authenticate(rt, request.headers.get("authorization"))
+    except Unauthenticated:
+        failures.acquire(source)
+        raise
+
+
 async def _auth(request: Request) -> tuple[Runtime, Row]:
     rt: Runtime = request.app.state.runtime
-    company = await companies.authenticate(rt, request.headers.get("authorization"))
+    company = await authenticate(request)
     wait = request.app.state.rate_limiter.acquire(company["id"])
     if wait:
         raise ApiError(429, "too many requests for this company", headers={"Retry-After": retry_after(wait)})

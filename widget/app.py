@@ -21,11 +21,11 @@ from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from widget import api, companies, embed, logs, metrics, openapi, pages, rendering, stream, worker
+from widget import api, embed, logs, metrics, openapi, pages, rendering, stream, worker
 from widget.errors import DomainError
 from widget.http_errors import STATUS_CODES, ApiError, error_body, error_response, from_domain
 from widget.middleware import SecurityHeaders
-from widget.ratelimit import RateLimiter
+from widget.ratelimit import RateLimiter, networks
 from widget.runtime import Clock, Runtime, open_runtime, system_clock
 from widget.settings import Settings, load_settings
 from widget.store import Store
@@ -109,9 +109,11 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404 and request.url.path.startswith("/api/v1/"):
         try:  # 401 comes before 404 in the RFC's precedence
-            await companies.authenticate(request.app.state.runtime, request.headers.get("authorization"))
+            await api.authenticate(request)  # (failures counted: a 404 is no key oracle either)
         except DomainError as auth_error:
             return error_response(from_domain(auth_error))
+        except ApiError as limited:
+            return error_response(limited)
     code = STATUS_CODES.get(exc.status_code, "error")
     message = {404: "no such resource", 405: f"method {request.method} is not allowed here"}.get(
         exc.status_code, str(exc.detail)
@@ -213,6 +215,11 @@ def create_app(
     application.router.redirect_slashes = False  # a 307 would skip auth and the error shape
     application.state.templates = rendering.templates(settings)
     application.state.rate_limiter = RateLimiter(settings.rate_limit)
+    application.state.auth_failures = RateLimiter(settings.auth_failure_rate, burst=settings.auth_failure_burst)
+    application.state.trusted_proxies = networks(settings.trusted_proxies)
+    application.state.open_limiter = RateLimiter(settings.open_rate, burst=max(10, 10 * settings.open_rate))
+    application.state.telemetry_limiter = RateLimiter(
+        settings.telemetry_rate, burst=max(10, 10 * settings.telemetry_rate))
     application.state.stream_limits = StreamLimits(settings)
     application.state.write_check = WriteCheck()
     application.state.running_keys = set()  # (company, route, Idempotency-Key) of requests running here

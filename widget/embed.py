@@ -17,6 +17,7 @@ from widget import analytics, embed_tokens, events, records, rooms
 from widget.bodies import read_json
 from widget.http_errors import ApiError
 from widget.models import OpenIn, TelemetryIn, parse, rfc3339
+from widget.ratelimit import RateLimiter, retry_after
 from widget.runtime import Runtime
 from widget.tokens import EMBED, InvalidToken, TokenExpired
 
@@ -43,6 +44,14 @@ def authorize(request: Request) -> dict[str, Any]:
     return claims
 
 
+def limit(request: Request, limiter: RateLimiter, claims: dict[str, Any]) -> None:
+    """One call of a token's budget (``WIDGET_OPEN_RATE``, ``WIDGET_TELEMETRY_RATE``):
+    a token cannot click or beacon the PRD's metrics up."""
+    wait = limiter.acquire(str(claims.get("jti") or request.query_params.get("token")))
+    if wait:
+        raise ApiError(429, "too many requests for this embed token", headers={"Retry-After": retry_after(wait)})
+
+
 async def room_state(request: Request) -> Response:
     claims = authorize(request)
     rt: Runtime = request.app.state.runtime
@@ -53,6 +62,7 @@ async def open_record(request: Request) -> Response:
     """Where a click on a preview's name goes: 403 without the permission (checked
     first), 404 when the record is deleted or no longer the room's."""
     claims = authorize(request)
+    limit(request, request.app.state.open_limiter, claims)
     body = parse(OpenIn, await read_json(request))
     assert isinstance(body, OpenIn)
     if f"{body.kind}:view" not in claims["permissions"]:
@@ -69,6 +79,7 @@ async def open_record(request: Request) -> Response:
 async def telemetry(request: Request) -> Response:
     """``displayed`` beacons: counted once per record per agent (PRD success metric)."""
     claims = authorize(request)
+    limit(request, request.app.state.telemetry_limiter, claims)
     body = parse(TelemetryIn, await read_json(request, allow_text=True))
     assert isinstance(body, TelemetryIn)
     rt: Runtime = request.app.state.runtime

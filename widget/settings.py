@@ -5,6 +5,7 @@ Bad values fail at start with one readable line naming the setting.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from pathlib import Path
@@ -85,6 +86,16 @@ class Settings(BaseSettings):
     # moment the connection can take one; past it the connection is closed. uvicorn has
     # no such deadline (its issue #157): without it, slow-header clients hold sockets forever.
     request_receipt_timeout: float = 10.0
+    # Additions: failed API-key authentications per second per source address, after a
+    # burst (past it every API request from that address is 429 with Retry-After, its
+    # key not checked); /open and /telemetry calls per second per embed token (burst ten
+    # times that, at least 10); 0 = off. And the proxies whose X-Forwarded-For names
+    # the source address (addresses or CIDR blocks, comma list); none by default.
+    auth_failure_rate: float = 0.2
+    auth_failure_burst: int = 10
+    open_rate: float = 1.0
+    telemetry_rate: float = 2.0
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     # Addition: seconds a write waits for a lock another process holds (SQLite's write
     # lock, a PostgreSQL row lock) before it fails whole: 503 with Retry-After.
     lock_timeout: float = 5.0
@@ -156,10 +167,34 @@ class Settings(BaseSettings):
             raise ValueError("must be a positive integer")
         return value
 
-    @field_validator("rate_limit")
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR block") from None
+        return value
+
+    @field_validator("auth_failure_burst")
+    @classmethod
+    def _burst(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be a positive number of attempts")
+        return value
+
+    @field_validator("rate_limit", "auth_failure_rate", "open_rate", "telemetry_rate")
     @classmethod
     def _not_negative(cls, value: float) -> float:
-        if value < 0:
+        if not 0 <= value < float("inf"):  # NaN too
             raise ValueError("must be 0 (off) or a positive number")
         return value
 
