@@ -8,7 +8,12 @@
   ``Last-Event-ID`` and gets only what is newer, and the outbox delivers every owed
   notification, each under the one event id it always had.
 
-Already covered (not repeated here): Chat Panel down / slow / garbage
+- the Chat Panel and Omnichannel answering bytes that are not HTTP at all (a port
+  taken by something else, a broken proxy): each call fails as a network error and is
+  retried; once they answer properly the chat preview and the notification arrive,
+  the notification once.
+
+Already covered (not repeated here): Chat Panel down / slow / garbage JSON
 (``tests/test_chat_history.py``, ``tests/test_crm_pages.py::test_room_check_outcomes``),
 Omnichannel down / slow / 5xx / 4xx / 429 (``tests/test_notify_delivery.py``), kill -9
 mid-write (``tests/test_idempotency_crash.py``, ``tests/test_notify_delivery.py::
@@ -17,8 +22,10 @@ stream's clean end at SIGTERM (``tests/test_stream.py::test_at_sigterm_…``).""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -175,3 +182,93 @@ async def test_sigterm_ends_open_streams_cleanly_they_resume_on_the_next_process
     assert {event_id for _, event_id, _ in Omnichannel.calls} == delivered()
     refused_before = {event_id for _, event_id, _ in Omnichannel.calls[:owed]}
     assert len(refused_before) == len(deals) == 3 and refused_before <= delivered()
+
+
+# -- the systems we don't own answer bytes that are not HTTP -----------------------------
+
+JUNK = b"\x00\xff\xfeNOT HTTP AT ALL\r\n\r\n<html>\x1b[31m"
+
+
+class NotHttpFirst:
+    """A raw TCP server for both upstreams: the first request on each path answers
+    ``JUNK`` and hangs up; later ones get a proper answer (the Chat Panel's messages,
+    Omnichannel's 200). Notes every request line."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.requests: list[tuple[str, str]] = []  # (request line, what it got)
+        self.lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0)
+            while len(body) < length:
+                body += conn.recv(65536)
+            method, target, _ = lines[0].split(" ", 2)
+            path = target.split("?")[0]
+            with self.lock:
+                first = not any(line.split(" ")[1].split("?")[0] == path for line, _ in self.requests)
+                self.requests.append((f"{method} {target}", "junk" if first else "ok"))
+            if first:
+                conn.sendall(JUNK)
+                return
+            answer = json.dumps({"messages": [{"sender_type": "customer", "text": "Hello from the room",
+                                               "sent_at": "2026-11-25T08:59:00Z"}]}).encode() \
+                if path.endswith("/messages") else b"{}"
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         + f"Content-Length: {len(answer)}\r\n\r\n".encode() + answer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def test_upstreams_answering_bytes_that_are_not_http_are_retried_until_they_answer(
+    widget_server: WidgetServer,
+) -> None:
+    upstream = NotHttpFirst()
+    try:
+        widget_server.env["WIDGET_CHAT_PANEL_URL"] = f"{upstream.url}/chat"
+        created = json.loads(widget_server.cli(
+            "company", "create", "acme", "--name", "Acme", "--frame-origin", "http://localhost:8001",
+            "--omnichannel-url", f"{upstream.url}/omni", "--omnichannel-secret", "s3cret", "--json"))
+        await widget_server.start()
+        async with httpx.AsyncClient(base_url=f"{widget_server.url}/api/v1", timeout=10,
+                                     headers={"Authorization": f"Bearer {created['api_key']}"}) as api:
+            made = (await api.post("/deals", json=deal(room_id="room-1", creator_flag="bot"))).json()
+
+            async def settled() -> list[dict[str, Any]]:
+                return (await api.get(f"/deals/{made['id']}/timeline")).json()["entries"]
+
+            deadline = asyncio.get_running_loop().time() + 20
+            while not ((entries := await settled())[0]["chat_preview_status"] == "ok"
+                       and ("POST /omni/deals", "ok") in upstream.requests):
+                assert asyncio.get_running_loop().time() < deadline, (entries, upstream.requests)
+                await asyncio.sleep(0.05)
+    finally:
+        upstream.close()
+    assert entries[0]["chat_preview"] == [{"sender_type": "customer", "text": "Hello from the room",
+                                           "sent_at": "2026-11-25T08:59:00Z"}]
+    calls = [request for request, _ in upstream.requests]
+    assert calls.count("POST /omni/deals") == 2  # the junk, then the one delivery
+    assert [got for request, got in upstream.requests if request.startswith("GET /chat/rooms/room-1/messages")] \
+        == ["junk", "ok"]
+    log = widget_server.log(widget_server.starts).read_text()
+    assert "Traceback" not in log and '"level": "error"' not in log
