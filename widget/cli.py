@@ -8,16 +8,19 @@ import json
 import os
 import resource
 import signal
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from widget import companies, embed_tokens, logs, metrics, server, worker
 from widget.errors import DomainError, Invalid
 from widget.models import EmbedTokenIn, parse
 from widget.runtime import Runtime, open_runtime
 from widget.settings import Settings, SettingsError, load_settings
-from widget.store.engine import StoreUnavailable
+from widget.store.engine import StoreUnavailable, describe, write_failure
 
 
 class CliError(Exception):
@@ -33,6 +36,16 @@ async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[
             raise CliError(problems or exc.message) from None
         except DomainError as exc:
             raise CliError(exc.message) from None
+
+
+async def check_writable(runtime: Runtime) -> None:
+    """Refuse to start on a store that cannot write (a read-only file or database, a
+    full disk, a missing privilege): one line naming the database and what helps, not
+    a process that starts and then fails every write."""
+    try:
+        await runtime.store.check_write()
+    except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+        raise StoreUnavailable(f"database {describe(runtime.store.db)}: cannot write: {write_failure(exc)}") from None
 
 
 def raise_file_limit() -> None:
@@ -60,7 +73,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
         metrics.share_between_processes()  # before the workers import prometheus_client
     # Migrate once here, not in each of the processes uvicorn starts (they read the
     # environment): they would race on the schema.
-    asyncio.run(_with_runtime(settings, lambda runtime: asyncio.sleep(0)))
+    asyncio.run(_with_runtime(settings, check_writable))
     os.environ["WIDGET_MIGRATE_ON_START"] = "false"
     # Once the settings and the database proved usable (an error there stays one line),
     # before uvicorn starts the processes that inherit the limit.
@@ -74,7 +87,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
-    asyncio.run(_with_runtime(settings, lambda runtime: asyncio.sleep(0)))
+    asyncio.run(_with_runtime(settings, check_writable))
     print("database is at the newest schema revision")
 
 
@@ -86,6 +99,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)  # hand back unfinished rows, then exit
         async with open_runtime(settings, migrate=settings.migrate_on_start) as runtime:
+            await check_writable(runtime)
             raise_file_limit()  # once the store opened: an error there stays one line
             if settings.worker_metrics_port:
                 metrics.serve_alone(settings.worker_metrics_port)
@@ -173,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, CliError, StoreUnavailable) as exc:
         print(f"widget: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"widget: error: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # e.g. the data dir's secret_key cannot be written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"widget: error: {where}{exc.strerror or exc}: check that the path (WIDGET_DATA_DIR) "
+              "exists and this user can write it", file=sys.stderr)
         return 1
     return 0
 

@@ -78,7 +78,10 @@ def _sqlite_engine(url: URL, lock_timeout: float = LOCK_TIMEOUT) -> Engine:
         try:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreUnavailable(f"database {url}: cannot create its directory: {exc.strerror}") from None
+            raise StoreUnavailable(
+                f"database {url}: cannot create its directory {Path(url.database).parent}: {exc.strerror}: "
+                "set WIDGET_DATA_DIR (or WIDGET_DATABASE_URL) to a directory this user can write"
+            ) from None
     engine = sqlalchemy.create_engine(
         url.set(drivername="sqlite+pysqlite"), connect_args={"timeout": lock_timeout, "check_same_thread": False}
     )
@@ -144,6 +147,8 @@ def unavailable(db: Database, exc: BaseException, doing: str) -> StoreUnavailabl
     else:
         reason = str(exc)
     reason = " ".join(reason.split()) or type(exc).__name__
+    if (cause := failure_cause(exc)) is not None:  # the cause in words, and what helps
+        reason = CAUSES[cause]
     return StoreUnavailable(f"database {describe(db)}: {doing}: {reason}")
 
 
@@ -154,6 +159,7 @@ _PG_CAUSES = {
     "25006": "read_only",  # read_only_sql_transaction
     "53100": "full",  # disk_full
     "42501": "denied",  # insufficient_privilege
+    "42P01": "no_schema",  # undefined_table
 }
 _SQLITE_CAUSES = {
     "database is locked": "locked",
@@ -161,6 +167,7 @@ _SQLITE_CAUSES = {
     "database or disk is full": "full",
     "disk i/o error": "io",
     "unable to open database file": "cannot_open",
+    "no such table": "no_schema",
 }
 CAUSES = {
     "locked": "another process holds the database's lock: writes wait for it and then fail; "
@@ -171,6 +178,7 @@ CAUSES = {
     "io": "the database file cannot be written (disk I/O error): check the disk and the file",
     "cannot_open": "the database file cannot be opened for writing: check that its directory exists and is writable",
     "denied": "the database user lacks the privilege to write: grant it on the widget's tables",
+    "no_schema": "the database has no schema yet: run `widget migrate`",
 }
 
 
