@@ -31,10 +31,11 @@ def _one_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], str]]:
-    """The environment of a migrated store that is then read-only, and how stderr names it."""
-    server = WidgetServer(tmp_path_factory.mktemp("read-only"))
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+    """The environment of a migrated store that is then read-only, and how stderr names it.
+    (Per test: on the scale stack a test's databases go back to the pool after it.)"""
+    server = WidgetServer(tmp_path)
     server.cli("migrate")
     assert schema_revision(server.tmp_path / "data") is not None
     if SCALE:
