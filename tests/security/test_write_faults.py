@@ -145,3 +145,36 @@ async def test_a_write_blocked_by_a_lock_held_elsewhere_is_503_after_the_lock_ti
 
 def test_the_lock_timeout_is_five_seconds_by_default(tmp_path: Path) -> None:
     assert make_settings(tmp_path).lock_timeout == 5.0
+
+
+async def test_readyz_writes_at_most_once_a_second(tmp_path: Path, clock: FakeClock) -> None:
+    """Probes stay cheap: within a second they share the last write check's answer."""
+    settings = make_settings(tmp_path)
+    if SCALE:
+        from tests import postgres_support
+
+        def marker() -> object:  # the revision row's version: a new one per UPDATE
+            return postgres_support.fetch(settings.database_url, "SELECT xmin::text FROM alembic_version")
+    else:
+        other: list[sqlite3.Connection] = []
+
+        def marker() -> object:  # moves whenever another connection commits a change
+            if not other:
+                other.append(sqlite3.connect(settings.data_dir / "widget.db"))
+            return other[0].execute("PRAGMA data_version").fetchone()
+
+    async with running_app(settings, clock) as app, asgi_client(app) as http:
+        before = marker()
+        started = time.monotonic()
+        assert (await http.get("/readyz")).status_code == 200
+        written = marker()
+        assert written != before  # the first probe wrote
+        for _ in range(10):
+            assert (await http.get("/readyz")).status_code == 200
+        if time.monotonic() - started < 0.9:  # (a slow machine may have passed the second)
+            assert marker() == written  # the next ten did not
+        await asyncio.sleep(max(0.0, started + 1.05 - time.monotonic()))  # the interval itself
+        assert (await http.get("/readyz")).status_code == 200
+        assert marker() != written  # a second later, one writes again
+    if not SCALE:
+        other[0].close()
