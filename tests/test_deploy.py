@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -105,6 +106,20 @@ def test_the_widget_services_run_the_right_commands(compose: dict[str, Any]) -> 
     assert command(svc["worker"]) == ["widget", "worker"]
     assert command(svc["migrate"]) == ["widget", "migrate"]
     assert svc["migrate"]["restart"] == "no"
+
+
+def test_the_replicas_trust_nginx_alone_for_the_client_address(compose: dict[str, Any]) -> None:
+    """The failed-authentication limit counts per client address: the replicas believe
+    X-Forwarded-For from nginx's fixed address only (a range would let its clients
+    name any address), and nginx has that address on the compose network's subnet."""
+    svc = services(compose)
+    nginx_address = svc["nginx"]["networks"]["default"]["ipv4_address"]
+    [subnet] = [entry["subnet"] for entry in compose["networks"]["default"]["ipam"]["config"]]
+    assert ipaddress.ip_address(nginx_address) in ipaddress.ip_network(subnet)
+    for name in REPLICAS:
+        assert svc[name]["environment"]["WIDGET_TRUSTED_PROXIES"] == nginx_address
+        assert Settings(trusted_proxies=svc[name]["environment"]["WIDGET_TRUSTED_PROXIES"]).trusted_proxies == \
+            [nginx_address]
 
 
 def test_depends_on_conditions(compose: dict[str, Any]) -> None:
