@@ -8,12 +8,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import delete
 
 from tests.support import T0, Clocked, FakeClock, make_settings, new_tenant
 from tests.helpers import DEAL_KEYS, RFC3339_US, TICKET_KEYS, assert_error, body_for, deal, ticket
 from widget.app import create_app
 from widget.models import rfc3339, to_micros
 from widget.runtime import Runtime
+from widget.store import schema
+from widget.tokens import hash_api_key
 
 PUBLIC = "http://127.0.0.1:8000"
 
@@ -327,3 +330,29 @@ async def test_stats_until_near_the_epoch_still_answers(api: httpx.AsyncClient) 
     response = await api.get("/api/v1/stats", params={"until": "1970-01-02T00:00:00Z"})
     assert response.status_code == 200, response.text
     assert response.json()["until"] == "1970-01-02T00:00:00.000000Z"
+
+
+async def test_a_company_found_by_its_key_is_remembered_briefly_and_an_unknown_key_never(runtime: Runtime) -> None:
+    """Every record-API request authenticates; the store remembers a company found by
+    its key for KEY_CACHE_SECONDS (keys never change once made), without its creation
+    clock, and never remembers a key it did not find."""
+    tenant = await new_tenant(runtime, "acme")
+    key_hash = hash_api_key(tenant.api_key)
+    found = await runtime.store.company_by_key_hash(key_hash)
+    assert found is not None and found["id"] == "acme"
+    assert not {"last_created_at", "ticket_seq"} & set(found)
+    # Gone from the database (no command does that; here only to show the read is saved).
+    await runtime.store.db.write(lambda conn: conn.execute(delete(schema.companies).where(schema.companies.c.id == "acme")))
+    assert (await runtime.store.company_by_key_hash(key_hash))["id"] == "acme"  # type: ignore[index]
+
+    unknown = hash_api_key("wk_not-yet")
+    assert await runtime.store.company_by_key_hash(unknown) is None
+    await new_tenant_with_key_hash(runtime, "globex", unknown)
+    assert (await runtime.store.company_by_key_hash(unknown))["id"] == "globex"  # type: ignore[index]
+
+
+async def new_tenant_with_key_hash(runtime: Runtime, company_id: str, key_hash: str) -> None:
+    await runtime.store.create_company({
+        "id": company_id, "name": company_id.title(), "api_key_hash": key_hash, "frame_origins": "[]",
+        "omnichannel_url": None, "omnichannel_secret": None, "last_created_at": 0, "ticket_seq": 0,
+        "created_at": runtime.now()})
