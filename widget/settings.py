@@ -100,9 +100,9 @@ class Settings(BaseSettings):
     # lock, a PostgreSQL row lock) before it fails whole: 503 with Retry-After.
     lock_timeout: float = 5.0
 
-    @field_validator("secret_keys", mode="before")
+    @field_validator("secret_keys", "trusted_proxies", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
+    def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
@@ -165,13 +165,6 @@ class Settings(BaseSettings):
     def _positive_int(cls, value: int) -> int:
         if value <= 0:
             raise ValueError("must be a positive integer")
-        return value
-
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split_proxies(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [p.strip() for p in value.split(",") if p.strip()]
         return value
 
     @field_validator("trusted_proxies")
