@@ -30,15 +30,19 @@ class EmbedDenied(ApiError):
         self.claims = claims
 
 
-def authorize(request: Request) -> dict[str, Any]:
-    """The verified claims of the request's embed token, for the room in its path."""
-    rt: Runtime = request.app.state.runtime
+def verify_token(rt: Runtime, token: str | None) -> dict[str, Any]:
+    """The verified claims of an embed token, whichever room it is for."""
     try:
-        claims = rt.signer.verify(EMBED, request.query_params.get("token"))
+        return rt.signer.verify(EMBED, token)
     except TokenExpired as exc:
         raise EmbedDenied(401, "token_expired", "the embed token has expired", exc.claims) from None
     except InvalidToken:
         raise EmbedDenied(401, "invalid_token", "the embed token is missing or invalid", None) from None
+
+
+def authorize(request: Request) -> dict[str, Any]:
+    """The verified claims of the request's embed token, for the room in its path."""
+    claims = verify_token(request.app.state.runtime, request.query_params.get("token"))
     if claims.get("room_id") != request.path_params["room_id"]:
         raise EmbedDenied(403, "forbidden", "the embed token is for another room", claims)
     return claims
