@@ -71,7 +71,7 @@ async def test_lang_and_theme(api: httpx.AsyncClient) -> None:
     html = (await api.get(f"/embed/rooms/room-1?token={token}")).text
     assert 'lang="id"' in html and "Belum ada deal atau tiket" in html
     html = (await api.get(f"/embed/rooms/room-1?token={token}&lang=en&theme=dark")).text
-    assert 'data-theme="dark"' in html and "No deal or ticket yet" in html
+    assert 'data-theme="dark"' in html and "Belum ada deal atau tiket" in html  # the token's locale wins (issue 12)
 
 
 async def test_invalid_token_page_carries_no_data_and_cannot_be_framed(api: httpx.AsyncClient) -> None:
