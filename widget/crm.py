@@ -41,16 +41,8 @@ from widget.rendering import http_only, render
 from widget.upstream import UpstreamError
 from widget.runtime import Runtime
 from widget.store import Row
-from widget.strings import (
-    LANGUAGES,
-    fill,
-    format_clock,
-    format_moment,
-    preferred_language,
-    strings_for,
-    zone_label,
-    zone_or_utc,
-)
+from widget.i18n import LANGUAGES, choose_language, strings_for
+from widget.strings import fill, format_clock, format_moment, zone_label, zone_or_utc
 from widget.tokens import CRM_LINK, CRM_SESSION, InvalidToken, TokenExpired
 
 SESSION_COOKIE = "crm_record_session"
@@ -91,13 +83,10 @@ def _session(rt: Runtime, request: Request, kind: str, record_id: str) -> tuple[
 
 
 def _language(request: Request, claims: dict[str, Any] | None) -> str:
-    """``?lang=`` wins, then the agent's locale (link / session), then the browser's."""
-    lang = request.query_params.get("lang")
-    if lang in LANGUAGES:
-        return lang
-    if claims and claims.get("locale") in LANGUAGES:
-        return claims["locale"]
-    return preferred_language(request.headers.get("accept-language")) or "en"
+    """``?lang=`` wins here (the page's own switch, kept across its redirect and used by
+    crm.js), then the agent's locale (link / session), then the browser's."""
+    return choose_language(request.query_params.get("lang"), (claims or {}).get("locale"),
+                           accept_language=request.headers.get("accept-language"))
 
 
 async def _use_link(

@@ -14,7 +14,7 @@ from widget.companies import frame_origins
 from widget.embed import EmbedDenied, authorize
 from widget.runtime import Runtime
 from widget.rendering import render
-from widget.strings import LANGUAGES, strings_for
+from widget.i18n import choose_language, strings_for
 
 async def component(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
@@ -35,10 +35,9 @@ async def component(request: Request) -> Response:
     if state == "ready":
         snapshot = await rooms.current(rt, claims["company"], room_id)
         state = "ready" if snapshot["deal"] or snapshot["ticket"] else "empty"
-    lang = request.query_params.get("lang")
-    if lang not in LANGUAGES:
-        lang = (claims or {}).get("locale", "en")
-    strings = strings_for(lang)
+    lang = choose_language((claims or {}).get("locale"), request.query_params.get("lang"),
+                           accept_language=request.headers.get("accept-language"))
+    theme = request.query_params.get("theme")
     context = {
         "state": state,
         "snapshot": snapshot,
@@ -46,9 +45,12 @@ async def component(request: Request) -> Response:
         "token": request.query_params.get("token", "") if claims else "",
         "parent_origin": (claims or {}).get("parent_origin", ""),
         "permissions": (claims or {}).get("permissions", []),
-        "lang": lang if lang in LANGUAGES else "en",
-        "theme": "dark" if request.query_params.get("theme") == "dark" else "light",
-        "s": strings,
+        # The server renders "error" only for a token that is not valid (the script
+        # tells an unreachable CRM apart): retrying cannot help it.
+        "error_kind": "invalid" if state == "error" else "",
+        "lang": lang,
+        "theme": theme if theme in ("light", "dark") else "",  # else the browser's preference
+        "s": strings_for(lang),
     }
     return render(request, "component.html", context, status, ancestors)
 
