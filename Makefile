@@ -28,14 +28,21 @@ system-deps:
 	test -x $(PG_BIN)/initdb || missing="$$missing postgresql-15"; \
 	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; fi
 
 run: $(STAMP)
 	$(BIN)/python -m examples.host_page.run
 
+# axe-core for e2e/test_accessibility.py, as pinned by e2e/package-lock.json (again only
+# when the lock file changes).
+E2E_NODE := e2e/node_modules/.package-lock.json
+$(E2E_NODE): e2e/package-lock.json
+	npm ci --prefix e2e --silent --no-audit --no-fund
+
 # The suite on both stacks: SQLite + memory broker, then PostgreSQL + Redis (servers
 # started and stopped by the run, on private ports in a temp dir), then the e2e.
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps $(E2E_NODE)
 	$(BIN)/python -m pytest tests
 	WIDGET_TEST_STACK=scale WIDGET_TEST_PG_BIN=$(PG_BIN) $(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest e2e -p no:asyncio -c e2e/pytest.ini
