@@ -17,10 +17,10 @@ from widget.rooms import PUBLISHED_AT
 from widget.runtime import Runtime
 
 RFC3339_US = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
-DEAL_KEYS = {"id", "name", "stage", "pipeline", "room_id", "contact_id", "creator_flag",
+DEAL_KEYS = {"id", "number", "name", "stage", "pipeline", "room_id", "contact_id", "creator_flag",
              "creator", "source", "url", "created_at", "updated_at"}
-TICKET_KEYS = (DEAL_KEYS - {"stage", "pipeline"}) | {"unique_id", "status"}
-DEAL_PREVIEW_KEYS = {"id", "name", "stage", "pipeline", "url", "creator", "created_at"}
+TICKET_KEYS = (DEAL_KEYS - {"number", "stage", "pipeline"}) | {"unique_id", "status"}
+DEAL_PREVIEW_KEYS = {"id", "number", "name", "stage", "pipeline", "url", "creator", "created_at"}
 TICKET_PREVIEW_KEYS = {"id", "unique_id", "name", "status", "url", "creator", "created_at"}
 
 

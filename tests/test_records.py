@@ -34,7 +34,7 @@ async def test_create_deal_exact_shape(api: httpx.AsyncClient) -> None:
     assert set(body) == DEAL_KEYS
     assert isinstance(body["id"], str) and body["id"]
     assert body == {
-        "id": body["id"], "name": "Laptop order", "stage": "New", "pipeline": "Sales",
+        "id": body["id"], "number": "DEAL-000001", "name": "Laptop order", "stage": "New", "pipeline": "Sales",
         "room_id": "room-1", "contact_id": None, "creator_flag": "bot", "creator": "Bot",
         "source": "whatsapp", "url": f"{PUBLIC}/crm/deals/{body['id']}",
         "created_at": "2026-11-25T09:00:00.000000Z", "updated_at": "2026-11-25T09:00:00.000000Z",
@@ -84,6 +84,25 @@ async def test_ticket_unique_id_is_sequential_per_company(
     first = await client.post("/api/v1/tickets", json=ticket(), headers=other.headers)
     assert first.json()["unique_id"] == "TCK-000001"
     assert (await api.post("/api/v1/tickets", json=ticket())).json()["unique_id"] == "TCK-000006"
+
+
+async def test_deal_number_is_sequential_per_company_and_cannot_be_changed(
+    api: httpx.AsyncClient, client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    numbers = [(await api.post("/api/v1/deals", json=deal())).json()["number"] for _ in range(2)]
+    assert numbers == ["DEAL-000001", "DEAL-000002"]
+    # Tickets don't consume deal numbers, and a deleted deal keeps its number.
+    await api.post("/api/v1/tickets", json=ticket())
+    third = (await api.post("/api/v1/deals", json=deal())).json()
+    assert third["number"] == "DEAL-000003"
+    assert (await api.delete(f"/api/v1/deals/{third['id']}")).status_code == 204
+    assert (await api.post("/api/v1/deals", json=deal())).json()["number"] == "DEAL-000004"
+    other = await new_tenant(runtime, "globex")
+    assert (await client.post("/api/v1/deals", json=deal(), headers=other.headers)).json()["number"] == "DEAL-000001"
+    fifth = (await api.post("/api/v1/deals", json=deal())).json()
+    refused = await api.patch(f"/api/v1/deals/{fifth['id']}", json={"number": "DEAL-000009"})
+    assert refused.status_code == 422
+    assert (await api.get(f"/api/v1/deals/{fifth['id']}")).json()["number"] == "DEAL-000005"
 
 
 async def test_created_at_comes_from_the_injected_clock(api: httpx.AsyncClient, clock: FakeClock) -> None:

@@ -77,7 +77,7 @@ async def test_snapshot_exact_shape(api: httpx.AsyncClient) -> None:
     assert await room(api) == {
         "room_id": "r-1",
         "version": 2,
-        "deal": {"id": d["id"], "name": "Laptop order", "stage": "New", "pipeline": "Sales",
+        "deal": {"id": d["id"], "number": "DEAL-000001", "name": "Laptop order", "stage": "New", "pipeline": "Sales",
                  "url": "https://crm.example.com/d/1", "creator": "Bot", "created_at": d["created_at"]},
         "ticket": {"id": t["id"], "unique_id": "TCK-000001", "name": "Refund request", "status": "Open",
                    "url": f"http://127.0.0.1:8000/crm/tickets/{t['id']}", "creator": "AI",

@@ -81,6 +81,7 @@ async def create_company(
         "omnichannel_secret": omnichannel_secret,
         "last_created_at": 0,
         "ticket_seq": 0,
+        "deal_seq": 0,
         "created_at": rt.now(),
     }
     try:

@@ -117,7 +117,7 @@ class TicketIn(RecordIn):
 
 
 # Fields a record has but a PATCH may not send: 422 "cannot be changed".
-IMMUTABLE = frozenset({"id", "unique_id", "room_id", "contact_id", "creator_flag", "creator",
+IMMUTABLE = frozenset({"id", "number", "unique_id", "room_id", "contact_id", "creator_flag", "creator",
                        "source", "external_url", "url", "created_at", "updated_at"})
 
 
@@ -286,9 +286,13 @@ class _Record(Out):
     updated_at: Timestamp
 
 
-class Deal(_Record):
-    """A deal."""
+DealNumber = Annotated[StrictStr, StringConstraints(pattern=r"^DEAL-[0-9]{6,}$")]
 
+
+class Deal(_Record):
+    """A deal; ``number`` is sequential per company (what an agent reads aloud)."""
+
+    number: DealNumber
     stage: Name
     pipeline: Name
 
@@ -307,6 +311,7 @@ class DealPreview(Out):
     """The deal as a room shows it."""
 
     id: StrictStr
+    number: DealNumber
     name: Name
     stage: Name
     pipeline: Name

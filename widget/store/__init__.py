@@ -46,7 +46,7 @@ from widget.store.engine import LOCK_TIMEOUT, StoreUnavailable, migrate, open_da
 Row = dict[str, Any]
 KEY_CACHE_SECONDS = 2.0
 KEY_CACHE_SIZE = 10_000  # companies remembered at once (cleared when full)
-CLOCK_FIELDS = ("last_created_at", "ticket_seq")  # of a company row: change with every create
+CLOCK_FIELDS = ("last_created_at", "ticket_seq", "deal_seq")  # of a company row: change with every create
 Event = tuple[str, Row]  # an analytics event as stored: name, properties
 TABLES = {"deal": schema.deals, "ticket": schema.tickets}
 # Fields of a record that the room snapshot shows: a change to one bumps the version.
@@ -66,10 +66,10 @@ def _advance(kind: str, exact: bool) -> Any:
     """The company's creation clock moved on (see ``Store.create_record``)."""
     last, now = _co.last_created_at, bindparam("now", type_=BigInteger)
     clock = {"last_created_at": case((last > now, last), else_=now) if exact else case((last + 1 > now, last + 1), else_=now)}
-    if kind == "ticket":
-        clock["ticket_seq"] = _co.ticket_seq + 1
+    seq = _co.ticket_seq if kind == "ticket" else _co.deal_seq
+    clock[seq.name] = seq + 1
     return (update(schema.companies).where(_co.id == bindparam("company_id")).values(**clock)
-            .returning(_co.last_created_at, _co.ticket_seq))
+            .returning(_co.last_created_at, seq.label("seq")))
 
 
 ADVANCE = {(kind, exact): _advance(kind, exact) for kind in ("deal", "ticket") for exact in (False, True)}
@@ -359,8 +359,8 @@ class Store:
         keyed: Keyed | None = None,
         output: Callable[[Row], Any] = lambda record: record,
     ) -> Change:
-        """Insert a record, assigning ``created_at`` (and a ticket's ``unique_id``) inside
-        the transaction, then link it to its room if it is the newest there. ``events``:
+        """Insert a record, assigning ``created_at`` (and a deal's ``number`` or a
+        ticket's ``unique_id``) inside the transaction, then link it to its room if it is the newest there. ``events``:
         the analytics events of the stored record; ``keyed``: store ``output(record)``
         as the key's response; both in the same transaction.
 
@@ -376,7 +376,9 @@ class Store:
             created = now if exact_time else company.last_created_at
             record = {**row, "created_at": created, "updated_at": created, "deleted_at": None}
             if kind == "ticket":
-                record["unique_id"] = f"TCK-{company.ticket_seq:06d}"
+                record["unique_id"] = f"TCK-{company.seq:06d}"
+            else:
+                record["number"] = f"DEAL-{company.seq:06d}"
             conn.execute(insert(TABLES[kind]), record)
             if timeline is not None:
                 conn.execute(insert(schema.timeline_entries),

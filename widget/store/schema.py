@@ -27,9 +27,10 @@ companies = Table(
     Column("omnichannel_url", String(2048)),
     Column("omnichannel_secret", String(255)),
     # Write serialisation point and creation clock: the last created_at handed out
-    # and the last ticket number, both per company.
+    # and the last deal and ticket numbers, all per company.
     Column("last_created_at", BigInteger, nullable=False, default=0),
     Column("ticket_seq", Integer, nullable=False, default=0),
+    Column("deal_seq", Integer, nullable=False, default=0),
     Column("created_at", BigInteger, nullable=False),
 )
 
@@ -68,8 +69,11 @@ def _record_table(name: str, *kind_columns: Column) -> Table:
 
 deals = _record_table(
     "deals",
+    # A number an agent can read aloud and compare (DEAL-000042); the id stays the key.
+    Column("number", String(32), nullable=False),
     Column("stage", String(255), nullable=False),
     Column("pipeline", String(255), nullable=False),
+    UniqueConstraint("company_id", "number", name="uq_deals_company_number"),
 )
 tickets = _record_table(
     "tickets",
