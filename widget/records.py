@@ -115,24 +115,23 @@ async def detail(rt: Runtime, kind: str, company_id: str, record_id: str) -> tup
 
 async def _change(
     rt: Runtime, kind: str, company: Row, record_id: str, action: Literal["update", "delete"],
-    write: Callable[[bool], Awaitable[Change]],
+    write: Callable[[Callable[[Row], bool]], Awaitable[Change]],
 ) -> Row:
     """The shared path of an update and a delete: 404 for a missing record, the
-    actor filter, Omnichannel notification only for bot/AI records in a room,
+    actor filter, Omnichannel notification only for bot/AI records in a room (decided
+    on the record as the write transaction reads it: one read, not a read before),
     and publishing the room if what it shows changed."""
-    current = await rt.store.get_record(kind, company["id"], record_id)
-    if current is None:
+    notifies = bool(company["omnichannel_url"])
+    change = await write(lambda current: notifies and current["creator_flag"] in CREATORS and bool(current["room_id"]))
+    record = change.record
+    if record is None:
         raise not_found(kind)
-    from_actor = current["creator_flag"] in CREATORS
-    change = await write(from_actor and bool(current["room_id"]) and bool(company["omnichannel_url"]))
-    if change.record is None:  # deleted meanwhile
-        raise not_found(kind)
-    if not from_actor:
+    if record["creator_flag"] not in CREATORS:  # (creator_flag and room_id never change)
         await analytics.track(rt, company["id"], events.ActorFiltered(
-            kind=kind, record_id=record_id, action=action, creator_flag=current["creator_flag"],
+            kind=kind, record_id=record_id, action=action, creator_flag=record["creator_flag"],
             timestamp=rfc3339(rt.now())))
-    await rooms.publish(rt, company["id"], current["room_id"], change.room)
-    return change.record
+    await rooms.publish(rt, company["id"], record["room_id"], change.room)
+    return record
 
 
 async def patch(rt: Runtime, kind: str, company: Row, record_id: str, changes: Row) -> dict[str, Any]:

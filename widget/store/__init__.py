@@ -392,8 +392,10 @@ class Store:
         return await self._keyed_write(work, keyed)
 
     async def patch_record(
-        self, kind: str, company_id: str, record_id: str, changes: Row, *, now: int, notify: bool
+        self, kind: str, company_id: str, record_id: str, changes: Row, *, now: int, notify: Callable[[Row], bool]
     ) -> Change:
+        """Apply ``changes`` to a live record; ``notify(current)`` says whether the
+        change is queued for Omnichannel."""
         _refuse_nul(changes)
         if not _findable(company_id, record_id):
             return Change(None)
@@ -409,14 +411,14 @@ class Store:
             room = None
             if current["room_id"] and set(changed) & set(SHOWN_FIELDS[kind]):
                 room = self._bump_if_shown(conn, kind, record)
-            if notify:
+            if notify(current):
                 self._enqueue(conn, company_id, ["notify.updated"], kind, record, now)
             return Change(record, room)
 
         return await self.db.write(work, company_id=company_id)
 
     async def delete_record(
-        self, kind: str, company_id: str, record_id: str, *, now: int, notify: bool
+        self, kind: str, company_id: str, record_id: str, *, now: int, notify: Callable[[Row], bool]
     ) -> Change:
         if not _findable(company_id, record_id):
             return Change(None)
@@ -432,7 +434,7 @@ class Store:
                     "in_company": company_id, "in_room": current["room_id"], "shown_id": record_id}).first()
                 if emptied is not None:
                     room = self._state_of(conn, emptied)
-            if notify:
+            if notify(current):
                 self._enqueue(conn, company_id, ["notify.deleted"], kind, current, now)
             return Change({**current, "deleted_at": now}, room)
 
