@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -70,7 +71,9 @@ class SecurityHeaders:
 
             receive_here = receive_noting_the_body_end
 
-        async def send_with_headers(message: Message) -> None:
+        # A plain function handing back the server's own awaitable: no coroutine of ours
+        # per body chunk (a stream sends thousands).
+        def send_with_headers(message: Message) -> Awaitable[None]:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -83,7 +86,7 @@ class SecurityHeaders:
                 headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
                 if not scope["path"].startswith("/static/"):
                     headers.setdefault("Cache-Control", "no-store")
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive_here, send_with_headers)
