@@ -162,7 +162,7 @@
     source = CrmRoomFeed.connect(endpoint("events") + (resume && shown ? "&last_event_id=" + shown.version : ""));
     source.addEventListener("open", () => {
       failures = lostAt = recoverMs = 0;
-      if (state === "reconnecting" && shown) render(shown);
+      if (shown) render(shown); // live again (a resumed stream may send nothing): say so
     });
     source.addEventListener("room", (event) => {
       const snapshot = JSON.parse(event.data);
