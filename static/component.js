@@ -102,7 +102,7 @@
     }
     fill(card, record);
     const change = !before ? "" : !previous || previous.id !== record.id ? "new"
-      : JSON.stringify(previous) !== JSON.stringify(record) ? "updated" : "";
+      : Object.keys(record).some((key) => previous[key] !== record[key]) ? "updated" : "";
     if (!change) return "";
     const tag = card.querySelector(".card__tag");
     tag.textContent = S["change_" + change];
