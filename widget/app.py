@@ -21,7 +21,7 @@ from starlette.routing import Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from widget import api, embed, logs, metrics, openapi, pages, rendering, stream, worker
+from widget import api, embed, logs, metrics, openapi, pages, rendering, room_mux, stream, worker
 from widget.errors import DomainError
 from widget.http_errors import STATUS_CODES, ApiError, error_body, error_response, from_domain
 from widget.middleware import SecurityHeaders
@@ -196,6 +196,7 @@ def create_app(
         *pages.routes,
         *embed.routes,
         *metrics.routes,
+        *room_mux.routes,  # (one of them before the /static mount)
         Mount("/static", StaticFiles(directory=settings.static_dir), name="static"),
     ]
     application = StreamFirst(

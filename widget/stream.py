@@ -37,7 +37,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from widget import metrics, rooms, sse
-from widget.broker import Message, Resync, room_channel
+from widget.broker import Message, Resync, Subscription, room_channel
 from widget.embed import authorize
 from widget.http_errors import answer_exception
 from widget.recheck import Recheck
@@ -62,7 +62,7 @@ def _frame(message: Message) -> bytes:
     return message.encoded
 
 
-async def _first(rt: Runtime, company_id: str, room_id: str, last_event_id: str | None) -> tuple[int, bytes]:
+async def first_frame(rt: Runtime, company_id: str, room_id: str, last_event_id: str | None) -> tuple[int, bytes]:
     """The stored version and the stream's first frame: that snapshot, or a comment
     if the client has that version already."""
     snapshot = await rooms.current(rt, company_id, room_id)
@@ -107,6 +107,26 @@ async def _read_room(rt: Runtime, company_id: str, room_id: str, marker: Resync)
     return await asyncio.shield(read)  # one stream going away does not cancel the others'
 
 
+async def catch_up(
+    rt: Runtime, company_id: str, room_id: str, subscription: Subscription, items: list[Message | Resync],
+) -> bytes | None:
+    """The frame a stream sends for ``items`` (drained from its subscription): the newest
+    snapshot, or the store's after a ``Resync``, if newer than the version it sent
+    (``subscription.version``, moved on here); else None. Also the multiplexed stream's
+    (``widget/room_mux.py``), per room."""
+    item = _newest(items)
+    if isinstance(item, Resync):
+        try:
+            item = await _read_room(rt, company_id, room_id, item)
+        except Exception:  # the store is out: /readyz says so; the re-check tries again
+            return None
+    if item["version"] <= subscription.version:
+        return None
+    subscription.version = item["version"]
+    metrics.stream_delivered(item.get(rooms.PUBLISHED_AT))  # (a stored read has none)
+    return _frame(item)
+
+
 async def room_events(
     rt: Runtime, company_id: str, room_id: str, expires_at: int, last_event_id: str | None,
     wakeup: sse.Wakeup, held: AbstractContextManager[None] = nullcontext(),
@@ -127,8 +147,7 @@ async def room_events(
     with held, metrics.OPEN_STREAMS.track_inprogress():
         async with rt.broker.subscribe(room_channel(company_id, room_id), wakeup.set) as subscription:
             recheck = Recheck.of(rt) if rt.broker.may_lose_messages and rt.settings.stream_recheck else None
-            shown, first = await _first(rt, company_id, room_id, last_event_id)
-            subscription.version = shown
+            subscription.version, first = await first_frame(rt, company_id, room_id, last_event_id)
             if recheck is not None:
                 recheck.watch(room, subscription)
             try:
@@ -153,20 +172,9 @@ async def room_events(
                         if subscription.closed:  # its broker closed (app shutdown)
                             return
                         continue  # the ping's, the token's or the age's time: checked above
-                    item = _newest(items)
-                    if isinstance(item, Resync):
-                        try:
-                            stored = await _read_room(rt, company_id, room_id, item)
-                        except Exception:  # the store is out: /readyz says so; the re-check tries again
-                            continue
-                        if stored["version"] > shown:
-                            shown = subscription.version = stored["version"]
-                            metrics.stream_delivered(None)
-                            yield _frame(stored)
-                    elif item["version"] > shown:
-                        shown = subscription.version = item["version"]
-                        metrics.stream_delivered(item.get(rooms.PUBLISHED_AT))
-                        yield _frame(item)
+                    frame = await catch_up(rt, company_id, room_id, subscription, items)
+                    if frame is not None:
+                        yield frame
             finally:
                 if recheck is not None:
                     recheck.unwatch(room, subscription)

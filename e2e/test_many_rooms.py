@@ -1,0 +1,125 @@
+"""Issue 12, section 2: many rooms in one browser over plain HTTP/1.1 (the e2e stack's
+uvicorn speaks nothing else). Chromium opens at most 6 connections per site, so frames
+with an EventSource each would stall from the 7th; the frames share one stream through
+the SharedWorker of ``static/room-worker.js`` instead (``POST /embed/streams``), and
+fall back to an EventSource each where there is no SharedWorker or it cannot start.
+
+The browser: Playwright starts Chromium with ``--disable-features=…,ThirdPartyStorage
+Partitioning,…``, and without partitioned storage a cross-site frame gets no
+SharedWorker at all. Every Chrome since 115 partitions (so do Firefox and Safari), so
+these tests run a Chromium of their own whose (empty) ``--disable-features`` replaces
+Playwright's (the last one counts). The session's browser, as Playwright starts it, is
+the "worker cannot start" case.
+
+The host pages are the test's own, on the host's origin: a real page of the host
+(``/healthz``) whose content is replaced by a row of iframes at the component's embed
+URLs, one per room, each with its own embed token."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, BrowserType, FrameLocator, Page, expect
+
+from e2e.conftest import embed_token, expect_state, is_events, subscribers, wait_subscribed
+from e2e.stack import Stack
+
+
+@pytest.fixture(scope="module")
+def partitioning_chromium(browser_type: BrowserType, browser_type_launch_args: dict[str, Any]) -> Iterator[Browser]:
+    browser = browser_type.launch(**{
+        **browser_type_launch_args, "args": [*browser_type_launch_args["args"], "--disable-features="]})
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def agent(partitioning_chromium: Browser) -> Iterator[BrowserContext]:
+    """One agent's browser: its tabs share storage, so one SharedWorker per site."""
+    context = partitioning_chromium.new_context()
+    yield context
+    context.close()
+
+
+@dataclass
+class Tab:
+    page: Page
+    own_streams: list[str] = field(default_factory=list)  # its components' own EventSource requests
+
+    def frame(self, room: str) -> FrameLocator:
+        return self.page.frame_locator(f'iframe[name="{room}"]')
+
+
+def host_tab(context: BrowserContext, stack: Stack, rooms: list[str]) -> Tab:
+    """A new tab on the host's origin framing one component per room."""
+    tab = Tab(context.new_page())
+    tab.page.on("request", lambda r: tab.own_streams.append(r.url) if is_events(r) else None)
+    tab.page.goto(f"{stack.host_url}/healthz")
+    tab.page.set_content("".join(
+        f'<iframe name="{room}" title="{room}" src="{html.escape(embed_token(stack, room)["embed_url"])}"'
+        ' style="width:360px;height:200px"></iframe>'
+        for room in rooms
+    ))
+    return tab
+
+
+def test_twenty_rooms_in_one_browser_all_stay_live_over_http_1_1(
+    agent: BrowserContext, stack: Stack, room_id: str,
+) -> None:
+    rooms = [f"{room_id}-{n}" for n in range(20)]
+    # 10 frames on one page, 10 more in two other tabs of the same browser.
+    groups = [rooms[:10], rooms[10:15], rooms[15:]]
+    tabs = [host_tab(agent, stack, group) for group in groups]
+    for room in rooms:
+        wait_subscribed(stack, room, 1, timeout=20)  # every room is streamed to the browser
+    deals = {room: stack.create("deal", room, name=f"Deal for {room}") for room in rooms}
+    for tab, group in zip(tabs, groups):
+        for room in group:
+            frame = tab.frame(room)
+            expect(frame.get_by_test_id("deal-name")).to_have_text(deals[room]["name"])
+            expect_state(frame, "ready")
+    assert [tab.own_streams for tab in tabs] == [[], [], []]  # all over one shared stream
+
+
+def test_a_tab_that_goes_away_lets_its_room_go_and_the_others_stay_live(
+    agent: BrowserContext, stack: Stack, room_id: str,
+) -> None:
+    leaving, staying = f"{room_id}-leaving", f"{room_id}-staying"
+    first, second = host_tab(agent, stack, [leaving]), host_tab(agent, stack, [staying])
+    wait_subscribed(stack, leaving)
+    wait_subscribed(stack, staying)
+    first.page.close()  # pagehide: the worker lets the room go and re-opens the stream without it
+    for _ in range(100):
+        if not subscribers(stack, leaving):
+            break
+        second.page.wait_for_timeout(50)
+    assert subscribers(stack, leaving) == 0
+    deal = stack.create("deal", staying, name="Still live")
+    expect(second.frame(staying).get_by_test_id("deal-name")).to_have_text(deal["name"])
+    assert second.own_streams == []
+
+
+def test_without_shared_worker_each_component_streams_on_its_own(
+    agent: BrowserContext, stack: Stack, room_id: str,
+) -> None:
+    agent.add_init_script("delete window.SharedWorker")  # in every frame
+    tab = host_tab(agent, stack, [room_id])
+    wait_subscribed(stack, room_id)
+    deal = stack.create("deal", room_id, name="Fallback deal")
+    expect(tab.frame(room_id).get_by_test_id("deal-name")).to_have_text(deal["name"])
+    assert len(tab.own_streams) == 1  # its own EventSource (the positive control of the counts above)
+
+
+def test_when_the_worker_cannot_start_each_component_streams_on_its_own(
+    page: Page, stack: Stack, room_id: str,
+) -> None:
+    tab = host_tab(page.context, stack, [room_id])  # the session's Chromium: no partitioned storage
+    wait_subscribed(stack, room_id)
+    deal = stack.create("deal", room_id, name="Worker-less deal")
+    expect(tab.frame(room_id).get_by_test_id("deal-name")).to_have_text(deal["name"])
+    expect_state(tab.frame(room_id), "ready")
+    assert len(tab.own_streams) == 1
