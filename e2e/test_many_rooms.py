@@ -27,6 +27,7 @@ from playwright.sync_api import Browser, BrowserContext, BrowserType, FrameLocat
 
 from e2e.conftest import embed_token, expect_state, is_events, subscribers, wait_subscribed
 from e2e.stack import Stack
+from widget.tokens import EMBED
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +55,14 @@ class Tab:
         return self.page.frame_locator(f'iframe[name="{room}"]')
 
 
-def host_tab(context: BrowserContext, stack: Stack, rooms: list[str]) -> Tab:
-    """A new tab on the host's origin framing one component per room."""
+def host_tab(context: BrowserContext, stack: Stack, rooms: list[str], **token: Any) -> Tab:
+    """A new tab on the host's origin framing one component per room (``token``: the
+    embed tokens' fields)."""
     tab = Tab(context.new_page())
     tab.page.on("request", lambda r: tab.own_streams.append(r.url) if is_events(r) else None)
     tab.page.goto(f"{stack.host_url}/healthz")
     tab.page.set_content("".join(
-        f'<iframe name="{room}" title="{room}" src="{html.escape(embed_token(stack, room)["embed_url"])}"'
+        f'<iframe name="{room}" title="{room}" src="{html.escape(embed_token(stack, room, **token)["embed_url"])}"'
         ' style="width:360px;height:200px"></iframe>'
         for room in rooms
     ))
@@ -85,22 +87,53 @@ def test_twenty_rooms_in_one_browser_all_stay_live_over_http_1_1(
     assert [tab.own_streams for tab in tabs] == [[], [], []]  # all over one shared stream
 
 
-def test_a_tab_that_goes_away_lets_its_room_go_and_the_others_stay_live(
+def test_frames_of_one_room_share_it_and_a_tab_that_goes_away_lets_its_rooms_go(
     agent: BrowserContext, stack: Stack, room_id: str,
 ) -> None:
-    leaving, staying = f"{room_id}-leaving", f"{room_id}-staying"
-    first, second = host_tab(agent, stack, [leaving]), host_tab(agent, stack, [staying])
-    wait_subscribed(stack, leaving)
-    wait_subscribed(stack, staying)
-    first.page.close()  # pagehide: the worker lets the room go and re-opens the stream without it
+    leaving, shared, staying = (f"{room_id}-{name}" for name in ("leaving", "shared", "staying"))
+    first, second = host_tab(agent, stack, [leaving, shared]), host_tab(agent, stack, [shared, staying])
+    for room in (leaving, shared, staying):
+        wait_subscribed(stack, room)
+    deal = stack.create("deal", shared, name="Seen twice")
+    for tab in (first, second):
+        expect(tab.frame(shared).get_by_test_id("deal-name")).to_have_text(deal["name"])
+    first.page.close()  # pagehide: the worker lets its rooms go and re-opens the stream without them
     for _ in range(100):
         if not subscribers(stack, leaving):
             break
         second.page.wait_for_timeout(50)
     assert subscribers(stack, leaving) == 0
-    deal = stack.create("deal", staying, name="Still live")
-    expect(second.frame(staying).get_by_test_id("deal-name")).to_have_text(deal["name"])
-    assert second.own_streams == []
+    assert stack.api.patch(f"/deals/{deal['id']}", json={"stage": "Won"}).status_code == 200
+    later = stack.create("deal", staying, name="Still live")
+    expect(second.frame(shared).get_by_test_id("deal-stage")).to_have_text("Won")
+    expect(second.frame(staying).get_by_test_id("deal-name")).to_have_text(later["name"])
+    assert first.own_streams == second.own_streams == []
+
+
+def test_a_token_handed_over_takes_over_when_the_old_one_expires(
+    agent: BrowserContext, stack: Stack, room_id: str,
+) -> None:
+    other = host_tab(agent, stack, [f"{room_id}-other"])  # keeps the shared stream open throughout
+    tab = host_tab(agent, stack, [room_id], ttl_seconds=2)
+    wait_subscribed(stack, f"{room_id}-other")
+    tab.page.evaluate("""() => { window.states = [];
+        addEventListener("message", (e) => e.data.type === "state" && states.push(e.data.state)); }""")
+    wait_subscribed(stack, room_id)
+    fresh = embed_token(stack, room_id)["token"]
+    tab.page.evaluate("""([room, token]) => frames[room].postMessage(
+        {source: "crm-deal-ticket-widget", version: 1, type: "token", token: token}, "*")""", [room_id, fresh])
+    claims = stack.widget.app.state.runtime.signer.verify(EMBED, fresh)
+    limits = stack.widget.app.state.stream_limits
+    for _ in range(100):  # the old token runs out (2 s); its room goes on under the new one
+        if limits.count("token", claims["jti"], claims["exp"]):
+            break
+        tab.page.wait_for_timeout(50)
+    assert limits.count("token", claims["jti"], claims["exp"]) == 1
+    deal = stack.create("deal", room_id, name="After the hand-over")
+    expect(tab.frame(room_id).get_by_test_id("deal-name")).to_have_text(deal["name"])
+    states = tab.page.evaluate("states")
+    assert "ready" in states and "expired" not in states, states
+    assert tab.own_streams == other.own_streams == []
 
 
 def test_without_shared_worker_each_component_streams_on_its_own(
