@@ -1,12 +1,10 @@
-// CrmRoomFeed.connect(url): a room's feed for the component, used as the EventSource it
-// stands for. A browser opens 6 HTTP/1.1 connections per site, so an EventSource per
-// frame stalls from the 7th frame on: the frames share one stream through a SharedWorker
-// (room-worker.js). Without one, or when it fails, each frame has its own EventSource.
+// CrmRoomFeed.connect(url) stands in for the component's EventSource: a browser opens 6
+// HTTP/1.1 connections per site, so frames share one stream through a SharedWorker
+// (room-worker.js); without one, or if it fails, each has its own EventSource.
 (() => {
   "use strict";
-  const feeds = new Map(); // id -> feed (of this page)
+  const feeds = new Map(); // id -> feed
   let port = null;
-  let count = 0;
 
   function plain(feed) {
     feeds.delete(feed.id);
@@ -17,7 +15,7 @@
 
   try {
     const worker = new SharedWorker(document.currentScript.src.replace("room-feed", "room-worker"), { name: "crm-room-feed" });
-    worker.onerror = () => { // it did not load or run
+    worker.onerror = () => {
       port = null;
       feeds.forEach(plain);
     };
@@ -30,11 +28,10 @@
       if (m.type === "error") return feed.onerror && feed.onerror(m);
       feed.listeners.forEach((l) => l[0] === m.type && l[1]({ type: m.type, data: m.data }));
     };
-    // Ports never say they closed: the worker forgets a page silent for long.
     setInterval(() => port && port.postMessage({ type: "beat" }), 20000);
     addEventListener("pagehide", (event) => port && !event.persisted && port.postMessage({ type: "bye" }));
   } catch (_) {
-    port = null; // no SharedWorker here
+    port = null; // no SharedWorker
   }
 
   window.CrmRoomFeed = {
@@ -42,7 +39,7 @@
       if (!port) return new EventSource(url);
       const parsed = new URL(url, location.href);
       const feed = {
-        url: url, id: ++count + Math.random().toString(36), listeners: [], onerror: null, source: null,
+        url: url, id: Math.random().toString(36).slice(2), listeners: [],
         addEventListener: (type, listener) => feed.listeners.push([type, listener]),
         close() {
           if (feed.source) feed.source.close();
@@ -52,7 +49,7 @@
       feeds.set(feed.id, feed);
       port.postMessage({
         type: "sub", id: feed.id, room: decodeURIComponent(parsed.pathname.split("/")[3]),
-        token: parsed.searchParams.get("token"), last: parsed.searchParams.get("last_event_id"),
+        token: parsed.searchParams.get("token"),
       });
       return feed;
     },

@@ -1,13 +1,12 @@
-// One stream for every room of this browser (per site), shared by the frames through
-// room-feed.js: one POST /embed/streams (widget/room_mux.py), re-opened (debounced) when
-// rooms or tokens change, each room resumed from its version; a room's messages go to
-// its frames.
+// One stream (POST /embed/streams) for every room of this browser and site, shared by
+// the frames' room-feed.js: re-opened when rooms or tokens change, each room resumed
+// from its version; each message goes to the frames of its room.
 "use strict";
-const MAX_ROOMS = 50; // per stream (the server's cap); a frame of one more uses its own EventSource
-const SILENT_MS = 150000; // a page silent this long is gone (ports never say they closed)
-const rooms = new Map(); // room id -> {token, version, data, subs: Map(sub id -> sub)}
-const pages = new Map(); // port -> {seen, subs: Map(sub id -> room id)}
-let stream = null; // the AbortController of the stream
+const MAX_ROOMS = 50; // the server's cap: past it a frame uses its own EventSource
+const SILENT_MS = 150000; // ports never say they closed: a page silent this long is gone
+const rooms = new Map(); // room id -> {token, version, data, subs: Map(id -> sub)}
+const pages = new Map(); // port -> {seen, subs: Map(id -> room id)}
+let stream = null; // AbortController
 let timer = 0;
 
 onconnect = (event) => {
@@ -26,7 +25,7 @@ const send = (sub, type, data) => sub.port.postMessage({ id: sub.id, type: type,
 
 function restart(ms) {
   clearTimeout(timer);
-  timer = setTimeout(open, ms || 50);
+  timer = setTimeout(open, ms || 50); // debounced: a page of frames opens one stream
 }
 
 function subscribe(port, page, m) {
@@ -35,22 +34,19 @@ function subscribe(port, page, m) {
     if (rooms.size >= MAX_ROOMS) return port.postMessage({ id: m.id, type: "fallback" });
     rooms.set(m.room, (room = { subs: new Map() }));
   }
-  const sub = { id: m.id, port: port, page: page, token: m.token, last: m.last };
+  const sub = { id: m.id, port: port, page: page, token: m.token };
   room.subs.set(m.id, sub);
   page.subs.set(m.id, m.room);
   if (room.token !== m.token) {
-    room.token = m.token; // the newest frame's token lasts longest
+    room.token = m.token; // the newest lasts longest
     restart();
   }
   if (room.data) deliver(room, sub);
 }
 
 function deliver(room, sub) {
-  if (!sub.open) {
-    sub.open = true;
-    send(sub, "open");
-    if (sub.last === String(room.version)) return; // it shows this version already
-  }
+  if (!sub.open) send(sub, "open");
+  sub.open = true;
   send(sub, "room", room.data);
 }
 
@@ -69,8 +65,7 @@ function drop(sub, type, data) {
   leave(sub.page, sub.id);
 }
 
-// The frames with a refused (or expired) token hear it and leave; frames of the room
-// with another token keep it streaming under theirs.
+// A token expired or refused: its frames hear it; the room's other frames go on under theirs.
 function refuse(name, token, type, data) {
   const room = rooms.get(name);
   if (!room) return;
@@ -101,13 +96,9 @@ async function read(body, names, tokens, controller) {
   for (let chunk; !(chunk = await reader.read()).done && stream === controller;) {
     const blocks = (buffer += decoder.decode(chunk.value, { stream: true })).split("\r\n\r\n");
     buffer = blocks.pop();
-    blocks.forEach((block) => {
-      const fields = {}; // (JSON data never holds "\r\n"; a comment lands under "")
-      block.split("\r\n").forEach((line) => {
-        const colon = line.indexOf(": ");
-        fields[line.slice(0, colon)] = line.slice(colon + 2);
-      });
-      if (fields.data) handle(fields.event, fields.data, names, tokens);
+    blocks.forEach((block) => { // (JSON data holds no raw "\r"; pings and comments have no event)
+      const frame = /event: ([^\r]+)\r\ndata: ([^\r]+)/.exec(block);
+      if (frame) handle(frame[1], frame[2], names, tokens);
     });
   }
 }
@@ -118,21 +109,22 @@ function open() {
   const tokens = names.map((name) => rooms.get(name).token);
   const controller = (stream = names.length ? new AbortController() : null);
   if (!controller) return;
-  const mine = (then) => () => stream === controller && then(); // (not if replaced meanwhile)
+  const mine = (then) => () => stream === controller && then(); // not if replaced meanwhile
   fetch("/embed/streams", {
-    method: "POST", cache: "no-store", signal: controller.signal, headers: { "Content-Type": "application/json" },
+    method: "POST", signal: controller.signal, headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ rooms: names.map((name, i) => {
       const room = rooms.get(name);
       return { token: tokens[i], last_event_id: room.data ? String(room.version) : null };
     }) }),
   }).then((response) => {
-    if (!response.ok) throw Error("stream refused: " + response.status);
+    if (!response.ok) throw Error(response.status);
     return read(response.body, names, tokens, controller);
-  }).then(mine(() => restart(1000)), mine(() => rooms.forEach((room) => room.subs.forEach((sub) => drop(sub, "error")))));
+  }).then(mine(() => restart(1000)), // a clean end (maximum age, restart): resume unseen
+    mine(() => rooms.forEach((room) => room.subs.forEach((sub) => drop(sub, "error")))));
 }
 
 setInterval(() => pages.forEach((page, port) => {
   if (Date.now() - page.seen < SILENT_MS) return;
-  page.subs.forEach((name, id) => drop(rooms.get(name).subs.get(id), "error")); // a page only frozen reconnects
+  page.subs.forEach((name, id) => drop(rooms.get(name).subs.get(id), "error")); // a frozen page reconnects
   pages.delete(port);
 }), SILENT_MS / 5);
