@@ -44,8 +44,11 @@ SHOW_STATE = """([state, error, theme]) => {
 
 
 def show(page: Page, name: str, theme: str) -> None:
-    """The page in a state and theme, as the component puts it there."""
+    """The page in a state and theme, as the component puts it there, once the cards'
+    entrance (a fade, 180 ms) is over; endless ones (spinners) run on."""
     page.evaluate(SHOW_STATE, [STATES[name]["state"], STATES[name]["error"], theme])
+    page.wait_for_function("""() => document.getAnimations().every(
+        (a) => a.playState !== "running" || a.effect.getTiming().iterations === Infinity)""")
 
 
 def serious_violations(page: Page) -> list[dict[str, Any]]:
