@@ -105,9 +105,15 @@ def test_keyboard_tab_reaches_the_names_enter_opens_disabled_names_are_skipped(
     expect(page.get_by_test_id("deal-name")).to_be_focused()
     outline = page.get_by_test_id("deal-name").evaluate("el => getComputedStyle(el).outlineStyle")
     assert outline == "solid"  # a visible focus ring
+    page.keyboard.press("Tab")  # the deal's opaque id, cut short: whole while focused
+    deal_id = page.get_by_test_id("deal-id")
+    expect(deal_id).to_be_focused()
+    assert deal_id.evaluate("el => el.scrollWidth <= el.clientWidth"), "the focused id is still cut"
     page.keyboard.press("Tab")
     expect(page.get_by_test_id("ticket-name")).to_be_focused()
     page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_test_id("deal-name")).to_be_focused()
     with page.context.expect_page() as opened:
         page.keyboard.press("Enter")
     expect(opened.value.get_by_test_id("crm-name")).to_have_text("Keyboard deal")

@@ -78,7 +78,7 @@
     card.querySelectorAll("[data-field]").forEach((el) => {
       const value = record[el.dataset.field] == null ? "" : String(record[el.dataset.field]);
       el.textContent = value;
-      if (el.dataset.testid.endsWith("-name")) el.title = value; // a clamped name in full
+      if (el.hasAttribute("title") && el.dataset.field !== "creator") el.title = value; // in full when cut
       if (el.hasAttribute("data-optional")) el.hidden = !value;
     });
     const badge = card.querySelector(".badge");
@@ -338,14 +338,11 @@
   }).observe(root);
 
   post("ready");
-  post("state", { state: state, version: shown ? shown.version : 0 });
-  if (state === "ready" || state === "empty") {
-    if (shown) {
-      reportDisplayed("deal", shown.deal);
-      reportDisplayed("ticket", shown.ticket);
-    }
+  if (shown) { // the first paint: says its state, counts what it displays, goes live
+    render(shown);
     connect(true);
-  } else if (state === "expired") {
-    post("token-expired");
+  } else {
+    post("state", { state: state, version: 0 });
+    if (state === "expired") post("token-expired");
   }
 })();

@@ -1,182 +1,128 @@
-// The CRM record page (widget/crm.py): the timeline's "Open chat room" asks the server
-// to check the room before opening it in a new tab (S05), and a pending chat preview
-// is fetched again until it arrives (S04), without reloading the page.
+// The CRM record page (widget/crm.py): "Open chat room" asks the server whether the
+// room can be opened before opening it in a new tab (S05); a pending chat preview is
+// fetched again until it arrives (S04), without a reload.
 (() => {
   "use strict";
 
   const record = document.querySelector("[data-crm-record]");
   if (!record) return;
   const S = JSON.parse(document.getElementById("crm-strings").textContent);
-  const base = record.dataset.base; // "/crm/deals/<id>": the session cookie's path
-  const lang = document.documentElement.lang;
-  const HEADERS = { "Content-Type": "application/json", "X-CRM-Request": "1" };
-  const POLL_MS = 1000; // while a chat preview is pending ...
-  const POLL_FOR_MS = 30000; // ... for at most this long
-  const CHECKING_AFTER_MS = 400; // say "Checking…" only if the check is not instant
+  const base = record.dataset.base; // the session cookie's path
+  const started = Date.now();
+  const entryOf = (node) => node.closest("[data-entry-id]");
+  const body = () => document.getElementById("timeline-body");
 
-  function isHttp(url) {
-    try {
-      const parsed = new URL(url);
-      return parsed.protocol === "http:" || parsed.protocol === "https:";
-    } catch (_) {
-      return false;
-    }
-  }
-
-  function entryOf(node) {
-    return node.closest("[data-entry-id]");
-  }
-
-  // -- the room notice (the only live region) ------------------------------------
-
+  // The entry's notice (the page's only live region); actions: {retry} or none.
   function notice(entry, text, tone, actions) {
     const box = entry.querySelector(".room-notice");
-    if (!box) return;
     box.dataset.tone = text ? tone : "";
-    box.querySelector(".room-notice__text").textContent = text || "";
-    const extra = box.querySelector(".room-notice__actions");
+    box.firstElementChild.textContent = text || "";
+    const extra = box.lastElementChild;
     extra.hidden = !actions;
-    if (actions) extra.querySelector('[data-action="retry"]').hidden = !actions.retry;
+    extra.firstElementChild.hidden = !(actions && actions.retry);
   }
 
-  // -- room deeplink (S05) ---------------------------------------------------------
+  const check = (entry, anyway) => fetch(base + "/room-check", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CRM-Request": "1" },
+    credentials: "same-origin",
+    keepalive: anyway,
+    body: JSON.stringify({ entry: entry, open_anyway: anyway }),
+  });
 
   async function checkRoom(link) {
     const entry = entryOf(link);
-    if (link.dataset.busy) return;
-    link.dataset.busy = "true";
+    if (link.getAttribute("aria-busy")) return;
     link.setAttribute("aria-busy", "true");
-    const slow = setTimeout(() => notice(entry, S.room_checking, "info", null), CHECKING_AFTER_MS);
+    const slow = setTimeout(notice, 400, entry, S.room_checking, "info"); // only if not instant
     let response = null;
-    let body = null;
+    let answer = null;
     try {
-      response = await fetch(base + "/room-check", {
-        method: "POST",
-        headers: HEADERS,
-        credentials: "same-origin",
-        body: JSON.stringify({ entry: link.dataset.entry }),
-      });
-      body = await response.json().catch(() => null);
+      response = await check(link.dataset.entry, false);
+      answer = await response.json().catch(() => null);
     } catch (_) {
-      response = null; // our own server unreachable: same as "couldn't check"
-    } finally {
-      clearTimeout(slow);
-      delete link.dataset.busy;
-      link.removeAttribute("aria-busy");
+      // our own server unreachable: as "couldn't check"
     }
-    const code = body && body.error ? body.error.code : "";
-    if (response && response.ok && body && isHttp(body.url)) {
-      notice(entry, "", "", null);
-      // Still inside the click's transient activation: the check is bounded (2 s).
-      window.open(body.url, "_blank", "noopener,noreferrer");
-    } else if (response && code === "room_not_found") {
-      notice(entry, S.room_unavailable, "error", null);
-    } else if (response && code === "room_forbidden") {
-      notice(entry, S.room_forbidden, "error", null);
-    } else if (response && response.status === 401) {
-      notice(entry, S.room_session_ended, "error", null);
-    } else if (response && response.status === 404) {
-      notice(entry, S.record_deleted_title, "error", null);
+    clearTimeout(slow);
+    link.removeAttribute("aria-busy");
+    const code = answer && answer.error ? answer.error.code : "";
+    let url = null;
+    try {
+      url = response.ok && /^https?:$/.test(new URL(answer.url).protocol) && answer.url;
+    } catch (_) {
+      url = null;
+    }
+    if (url) {
+      notice(entry, "");
+      window.open(url, "_blank", "noopener,noreferrer"); // still in the click's activation: the check takes ≤ 2 s
+    } else if (code === "room_not_found" || code === "room_forbidden") {
+      notice(entry, code === "room_not_found" ? S.room_unavailable : S.room_forbidden, "error");
+    } else if (response && (response.status === 401 || response.status === 404)) {
+      notice(entry, response.status === 401 ? S.room_session_ended : S.record_deleted_title, "error");
     } else {
       // Slow, down or not configured: the agent decides ("Open anyway" is a plain link).
       notice(entry, S.room_check_failed, "warning", { retry: code !== "chat_panel_not_configured" });
     }
   }
 
-  // "Open anyway" navigates natively (a fresh click, no pop-up blocker); the server
-  // only hears about it so the click counts.
-  function openedAnyway(anchor) {
-    notice(entryOf(anchor), "", "", null);
-    fetch(base + "/room-check", {
-      method: "POST",
-      headers: HEADERS,
-      credentials: "same-origin",
-      keepalive: true,
-      body: JSON.stringify({ entry: anchor.dataset.entry, open_anyway: true }),
-    }).catch(() => {});
-  }
-
-  // A middle click would open the room without asking: check it like a click.
-  document.addEventListener("auxclick", (event) => {
-    const link = event.button === 1 && event.target instanceof Element && event.target.closest("a[data-room-check]");
-    if (!link) return;
-    event.preventDefault();
-    checkRoom(link);
-  });
-
-  document.addEventListener("click", (event) => {
+  function onClick(event) {
     const target = event.target instanceof Element ? event.target : null;
-    if (!target) return;
-    const link = target.closest("a[data-room-check]");
-    if (link) {
+    const link = target && target.closest("a[data-room-check]");
+    if (link && (event.type === "click" || event.button === 1)) {
       event.preventDefault(); // never navigate before the server said the room is there
-      checkRoom(link);
-      return;
+      return checkRoom(link);
     }
-    const action = target.closest("[data-action]");
-    if (!action) return;
-    if (action.dataset.action === "retry") {
-      const room = entryOf(action).querySelector("a[data-room-check]");
-      if (room) checkRoom(room);
-    } else if (action.dataset.action === "open-anyway") {
-      openedAnyway(action);
+    const action = event.type === "click" && target && target.closest("[data-action]");
+    if (action && action.dataset.action === "retry") {
+      checkRoom(entryOf(action).querySelector("a[data-room-check]"));
+    } else if (action && action.dataset.action === "open-anyway") {
+      // It navigates natively (a fresh click: no pop-up blocker); the server counts it.
+      notice(entryOf(action), "");
+      check(action.dataset.entry, true).catch(() => {});
     }
-  });
+  }
+  document.addEventListener("click", onClick);
+  document.addEventListener("auxclick", onClick); // a middle click is checked too
 
   // -- live chat preview (S04) -----------------------------------------------------
-
-  const body = () => document.getElementById("timeline-body");
-  const startedAt = Date.now();
-
-  function pending() {
-    return body().querySelector('[data-testid="timeline-entry"][data-status="pending"]') !== null;
-  }
 
   // Replace only the entries that changed, keeping each entry's notice and the focus.
   function swap(html) {
     const next = new DOMParser().parseFromString(html, "text/html").getElementById("timeline-body");
-    if (!next) return;
     const current = body();
-    const ids = (root) => Array.from(root.querySelectorAll("[data-entry-id]"), (e) => e.dataset.entryId).join(" ");
-    if (ids(current) !== ids(next)) {
-      current.replaceWith(document.adoptNode(next));
-      return;
-    }
+    if (!next) return;
+    const ids = (root) => Array.from(root.querySelectorAll("[data-entry-id]"), (e) => e.dataset.entryId).join();
+    if (ids(current) !== ids(next)) return current.replaceWith(document.adoptNode(next));
     for (const fresh of next.querySelectorAll("[data-entry-id]")) {
       const old = current.querySelector(`[data-entry-id="${CSS.escape(fresh.dataset.entryId)}"]`);
-      if (!old || old.dataset.status === fresh.dataset.status) continue;
-      const focused = old.contains(document.activeElement) ? document.activeElement.dataset.testid : null;
-      const oldNotice = old.querySelector(".room-notice");
-      const freshNotice = fresh.querySelector(".room-notice");
-      if (oldNotice && freshNotice) freshNotice.replaceWith(oldNotice);
-      const adopted = document.adoptNode(fresh);
-      old.replaceWith(adopted);
-      if (focused) {
-        const again = adopted.querySelector(`[data-testid="${CSS.escape(focused)}"]`);
-        if (again) again.focus({ preventScroll: true });
-      }
+      if (old.dataset.status === fresh.dataset.status) continue;
+      const focused = old.contains(document.activeElement) && document.activeElement.dataset.testid;
+      const kept = old.querySelector(".room-notice");
+      if (kept) fresh.querySelector(".room-notice").replaceWith(kept);
+      old.replaceWith(document.adoptNode(fresh));
+      const again = focused && fresh.querySelector(`[data-testid="${CSS.escape(focused)}"]`);
+      if (again) again.focus({ preventScroll: true });
     }
     current.dataset.pending = next.dataset.pending;
   }
 
   async function poll() {
-    if (!pending()) return;
-    if (Date.now() - startedAt > POLL_FOR_MS) {
+    if (!body().querySelector('[data-status="pending"]')) return;
+    if (Date.now() - started > 30000) {
       body().dataset.pending = "stalled"; // the worker is late: stop saying "fetching"
       return;
     }
     try {
-      const response = await fetch(base + "/timeline?lang=" + encodeURIComponent(lang), {
+      const response = await fetch(base + "/timeline?lang=" + encodeURIComponent(document.documentElement.lang), {
         credentials: "same-origin",
         headers: { Accept: "text/html" },
       });
       if (response.status === 401 || response.status === 404) return; // nothing more to show here
       if (response.ok) swap(await response.text());
     } catch (_) {
-      // offline for a moment: try again on the next tick
+      // offline for a moment: again on the next tick
     }
-    setTimeout(poll, POLL_MS);
+    setTimeout(poll, 1000);
   }
-
-  if (pending()) setTimeout(poll, POLL_MS);
+  setTimeout(poll, 1000);
 })();
