@@ -74,6 +74,11 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if SCALE:  # the same test on another store would test nothing new
+        once = [item for item in items if item.get_closest_marker("any_stack") is not None]
+        if once:
+            config.hook.pytest_deselected(items=once)
+            items[:] = [item for item in items if item.get_closest_marker("any_stack") is None]
     other = "sqlite_only" if SCALE else "scale_only"
     for item in items:
         marker = item.get_closest_marker(other)

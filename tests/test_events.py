@@ -8,6 +8,8 @@ import pytest
 from tests.helpers import PRD_EVENT_PROPERTIES, assert_prd_properties
 from widget import events
 
+pytestmark = pytest.mark.any_stack  # touches neither the store nor the broker: run on one stack
+
 NOW = "2026-11-25T09:00:00.000000Z"
 
 

@@ -11,6 +11,8 @@ import pytest
 from tests.support import mint_token
 from widget.i18n import CATALOGUES, LANGUAGES, choose_language, read_catalogue
 
+pytestmark = pytest.mark.any_stack  # touches neither the store nor the broker: run on one stack
+
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 

@@ -11,7 +11,7 @@ import pytest
 from widget.settings import Settings, SettingsError, load_settings
 
 
-pytestmark = pytest.mark.usefixtures("widget_env")
+pytestmark = [pytest.mark.usefixtures("widget_env"), pytest.mark.any_stack]
 
 
 def test_defaults(tmp_path: Path) -> None:

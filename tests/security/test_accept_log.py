@@ -16,6 +16,8 @@ from tests.support import CHECKOUT
 from widget import logs
 from widget.logs import AcceptFailures
 
+pytestmark = pytest.mark.any_stack  # touches neither the store nor the broker: run on one stack
+
 
 def test_a_process_out_of_descriptors_logs_one_line_for_its_failed_accepts() -> None:
     done = subprocess.run([sys.executable, "-m", "tests.security.accept_flood", "3.5"], cwd=CHECKOUT,

@@ -8,7 +8,11 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.security.live import FILE_LIMIT, LimitedServer
+
+pytestmark = pytest.mark.any_stack  # touches neither the store nor the broker: run on one stack
 
 
 def _soft_limit(pid: int) -> int:

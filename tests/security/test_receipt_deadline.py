@@ -23,6 +23,8 @@ from tests.security.live import (
     seconds_until_closed,
 )
 
+pytestmark = pytest.mark.any_stack  # touches neither the store nor the broker: run on one stack
+
 DEADLINE = RECEIPT_DEADLINE
 SLOW_CLIENTS = 1500
 BAR = 20.0  # issue 11: a client that never completes its headers is gone within 20 s
