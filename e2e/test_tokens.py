@@ -55,8 +55,10 @@ def test_host_hands_over_a_fresh_token_after_token_expired(page: Page, stack: St
     frame = open_tab(page, stack, room_id, ttl="3")
     expect(frame.get_by_test_id("deal-name")).to_have_text("Long conversation")
 
-    log = page.get_by_test_id("sim-log")
-    expect(log).to_contain_text("Token expired: handed a fresh token to the component")
+    deadline = time.monotonic() + 10  # embed.js renews before expiry; the stream moves on at exp
+    while len(tokens) < 2:
+        assert time.monotonic() < deadline, "the component never reconnected with a new token"
+        page.wait_for_timeout(100)
     expect(page.get_by_test_id("widget-state")).to_have_attribute("data-state", "ready")
     expect_state(frame, "ready")
     expect(frame.get_by_test_id("deal-name")).to_have_text("Long conversation")
@@ -65,7 +67,7 @@ def test_host_hands_over_a_fresh_token_after_token_expired(page: Page, stack: St
     # Still live after the hand-over: a new record shows up without a reload.
     stack.create("ticket", room_id, name="After the new token")
     expect(frame.get_by_test_id("ticket-name")).to_have_text("After the new token")
-    expect(page.get_by_test_id("tab-error")).to_be_hidden()
+    expect(page.get_by_test_id("deal-ticket-error")).to_have_count(0)
 
 
 def test_token_for_another_room_is_forbidden(page: Page, stack: Stack, room_id: str) -> None:

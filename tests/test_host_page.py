@@ -99,9 +99,10 @@ async def set_flag(host: httpx.AsyncClient, enabled: bool) -> None:
     assert response.json()["enabled"] is enabled
 
 
-def iframe_tag(html: str) -> str:
-    match = re.search(r"<iframe\b[^>]*>", html)
-    assert match, "no iframe in the page"
+def mount_tag(html: str) -> str:
+    """The element embed.js mounts the component in (docs/embedding.md)."""
+    match = re.search(r"<div\b[^>]*data-crm-deal-ticket[^>]*>", html)
+    assert match, "no [data-crm-deal-ticket] element in the page"
     return match.group(0)
 
 
@@ -120,47 +121,48 @@ async def test_flag_is_off_by_default_and_hides_the_tab(host: httpx.AsyncClient,
     html = response.text
     assert 'data-testid="tab-customer-info"' in html
     assert 'data-testid="tab-deal-ticket"' not in html
-    assert "<iframe" not in html and "deal-ticket-frame" not in html
+    assert "<iframe" not in html and "data-crm-deal-ticket" not in html
     assert 'data-testid="create-deal-button"' in html  # NEG-2: the manual button stays
     assert 'data-testid="flag-deal-ticket-tab"' in html
     assert widget.requests == []  # no token minted while the flag is off
 
 
-async def test_flag_on_shows_the_iframe_with_a_backend_minted_token(host: httpx.AsyncClient, widget: FakeWidget) -> None:
+async def test_flag_on_shows_the_embed_markup_whose_token_url_mints(host: httpx.AsyncClient, widget: FakeWidget) -> None:
     await set_flag(host, True)
     html = (await host.get("/inbox", params={"room": "room-sari"})).text
-    tag = iframe_tag(html)
-    assert 'id="deal-ticket-frame"' in tag and 'data-testid="deal-ticket-frame"' in tag
-    assert f'src="{WIDGET}/embed/rooms/room-sari?token=tok-1"' in tag
-    assert 'sandbox="allow-scripts allow-same-origin allow-popups allow-popups-to-escape-sandbox"' in tag
-    assert 'title="Deal &amp; Ticket"' in tag
+    assert 'data-token-url="/api/rooms/room-sari/embed-token"' in mount_tag(html)
+    assert f'<script src="{WIDGET}/static/embed.js" async></script>' in html
     assert 'data-testid="tab-deal-ticket"' in html and 'data-testid="tab-loader"' in html
-    assert f'data-widget-origin="{WIDGET}"' in html
+    assert widget.requests == []  # embed.js asks for the token, not the page
+    token = await host.get("/api/rooms/room-sari/embed-token")
+    assert token.status_code == 200 and token.json()["token"] == "tok-1"
     assert widget.bodies("POST", "/api/v1/embed-tokens") == [
         {"room_id": "room-sari", "agent_id": "agent-1", "parent_origin": HOST}]
 
-    # the info bar alone (what the toggle swaps in) has the frame too; OFF again hides it
-    assert "deal-ticket-frame" in (await host.get("/inbox/infobar", params={"room": "room-sari"})).text
+    # the info bar alone (what the toggle swaps in) has the markup too; OFF again hides it
+    assert "data-crm-deal-ticket" in (await host.get("/inbox/infobar", params={"room": "room-sari"})).text
     await set_flag(host, False)
-    assert "<iframe" not in (await host.get("/inbox", params={"room": "room-sari"})).text
+    assert "data-crm-deal-ticket" not in (await host.get("/inbox", params={"room": "room-sari"})).text
 
 
 async def test_agent_and_permissions_pass_through_to_the_token(host: httpx.AsyncClient, widget: FakeWidget) -> None:
     await set_flag(host, True)
-    await host.get("/inbox", params={"room": "room-budi", "agent": "qa-7", "perms": "deal:view"})
+    html = (await host.get("/inbox", params={"room": "room-budi", "agent": "qa-7", "perms": "deal:view"})).text
+    assert 'data-token-url="/api/rooms/room-budi/embed-token?agent=qa-7&amp;perms=deal%3Aview"' in mount_tag(html)
     token = await host.get("/api/rooms/room-budi/embed-token", params={"agent": "qa-7", "perms": "deal:view"})
-    assert token.status_code == 200 and token.json()["token"] == "tok-2"
+    assert token.status_code == 200 and token.json()["token"] == "tok-1"
     expected = {"room_id": "room-budi", "agent_id": "qa-7", "parent_origin": HOST, "permissions": ["deal:view"]}
-    assert widget.bodies("POST", "/api/v1/embed-tokens") == [expected, expected]
+    assert widget.bodies("POST", "/api/v1/embed-tokens") == [expected]
 
 
-async def test_token_failure_shows_the_tab_error_and_keeps_the_page(host: httpx.AsyncClient, widget: FakeWidget) -> None:
+async def test_token_failure_keeps_the_page_and_says_why(host: httpx.AsyncClient, widget: FakeWidget) -> None:
     await set_flag(host, True)
     widget.unreachable = True
     response = await host.get("/inbox", params={"room": "room-budi"})
     assert response.status_code == 200
-    assert 'data-mint-error="widget API unreachable (ConnectError)"' in response.text
     assert 'data-testid="messages"' in response.text
+    token = await host.get("/api/rooms/room-budi/embed-token")
+    assert token.status_code == 502 and token.json()["error"]["message"] == "the CRM is unreachable"
 
 
 async def test_api_key_never_reaches_the_browser(host: httpx.AsyncClient) -> None:
@@ -172,7 +174,7 @@ async def test_api_key_never_reaches_the_browser(host: httpx.AsyncClient) -> Non
         await host.get("/api/rooms/room-andi/embed-token"),
         await host.post("/api/sim/deal-bot", json={"room_id": "room-andi"}),
         await host.post("/api/rooms/room-andi/deals", json={"name": "Manual", "stage": "New", "pipeline": "Sales"}),
-        await host.get("/static/host.js"),
+        await host.get("/static/inbox.js"),
     ]
     for page in pages:
         assert page.status_code < 300, page.text

@@ -86,6 +86,8 @@ class SecurityHeaders:
                 headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
                 if not scope["path"].startswith("/static/"):
                     headers.setdefault("Cache-Control", "no-store")
+                elif scope["path"] == "/static/embed.js":  # host pages always run the current loader (304s)
+                    headers.setdefault("Cache-Control", "no-cache")
             return send(message)
 
         try:

@@ -4,7 +4,10 @@ It plays every party around the widget service (RFC section 1):
 
 - the agent's **inbox** (``/inbox?room=…``) whose conversation room has the
   feature-flagged "Deal & Ticket" tab (flag ``deal_ticket_tab``, per account, default
-  OFF) hosting the widget's component in an iframe, with a token minted by this backend;
+  OFF) hosting the widget's component through the widget's ``embed.js``, with tokens
+  minted by this backend (``/api/rooms/{room_id}/embed-token``);
+- a **bare page** (``/embed-only?room=…``) that embeds the component with the markup of
+  ``docs/embedding.md`` and no script of its own;
 - the **manual "Create Deal"** button of the info bar, unchanged by the feature (NEG-2);
 - a **simulator** that plays Chatbot / Agentic AI against the record API (the API key
   stays on this server; the browser only talks to ``/api/sim/…``);
@@ -20,14 +23,13 @@ the Omnichannel receivers.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 from starlette.applications import Starlette
@@ -46,7 +48,7 @@ from examples.host_page.context import (
     FLAG,
     HERE,
     LAST_PREFIX,
-    READY_TIMEOUT_MS,
+    MAX_TOKEN_TTL,
     WIDGET_TIMEOUT,
     HostConfig,
     HostError,
@@ -90,14 +92,16 @@ from examples.host_page.simulator import (
 
 
 class SecurityHeaders:
-    """Pure ASGI (never BaseHTTPMiddleware): no-referrer everywhere, and a CSP for pages
-    that allows frames from the widget origin only."""
+    """Pure ASGI (never BaseHTTPMiddleware): no-referrer everywhere, and for pages the CSP
+    of docs/embedding.md: scripts and frames from this origin and the widget's only.
+    Static files are revalidated on every use (``no-cache``), so the ES modules that
+    ``inbox.js`` imports are never stale after a change."""
 
-    def __init__(self, app: ASGIApp, frame_src: str) -> None:
+    def __init__(self, app: ASGIApp, widget_origin: str) -> None:
         self.app = app
         self.csp = (
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            f"connect-src 'self'; frame-src {frame_src}; object-src 'none'; base-uri 'none'; "
+            f"default-src 'self'; script-src 'self' {widget_origin}; style-src 'self'; img-src 'self' data:; "
+            f"connect-src 'self'; frame-src {widget_origin}; object-src 'none'; base-uri 'none'; "
             "form-action 'self'; frame-ancestors 'none'"
         )
 
@@ -114,6 +118,8 @@ class SecurityHeaders:
                 if headers.get("content-type", "").startswith("text/html"):
                     headers.setdefault("Content-Security-Policy", self.csp)
                     headers.setdefault("Cache-Control", "no-store")
+                elif scope["path"].startswith("/static/"):
+                    headers.setdefault("Cache-Control", "no-cache")
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -125,15 +131,16 @@ class SecurityHeaders:
 @dataclass(frozen=True)
 class View:
     """QA options read from the inbox query and carried to links, the infobar reload and
-    token refreshes: ``agent``, ``perms`` (comma list, may be empty), ``theme``, ``lang``,
-    ``tab``, ``ready_timeout`` (ms) and ``ttl`` (the embed token's seconds)."""
+    the token endpoint's URL: ``agent``, ``perms`` (comma list, may be empty), ``theme``,
+    ``lang``, ``tab``, ``ready_timeout`` (ms, embed.js' ``data-ready-timeout``) and
+    ``ttl`` (the embed token's seconds, 1 to ``MAX_TOKEN_TTL``)."""
 
     agent: str = DEFAULT_AGENT
     perms: list[str] | None = None
     theme: str | None = None
     lang: str | None = None
     tab: str | None = None
-    ready_timeout: int = READY_TIMEOUT_MS
+    ready_timeout: int | None = None
     ttl: int | None = None
 
     @classmethod
@@ -146,11 +153,8 @@ class View:
         theme = q.get("theme") if q.get("theme") in ("light", "dark") else None
         lang = q.get("lang") if q.get("lang") in ("en", "id") else None
         tab = q.get("tab") if q.get("tab") in ("customer", "deal-ticket") else None
-        try:
-            timeout = min(max(int(q.get("ready_timeout", READY_TIMEOUT_MS)), 200), 120_000)
-        except ValueError:
-            timeout = READY_TIMEOUT_MS
-        ttl = int(q["ttl"]) if q.get("ttl", "").isdigit() and 0 < int(q["ttl"]) <= 86_400 else None
+        timeout = min(max(int(q["ready_timeout"]), 200), 120_000) if q.get("ready_timeout", "").isdigit() else None
+        ttl = min(max(int(q["ttl"]), 1), MAX_TOKEN_TTL) if q.get("ttl", "").isdigit() else None
         return cls(agent, perms, theme, lang, tab, timeout, ttl)
 
     def query(self, **extra: str) -> str:
@@ -163,7 +167,7 @@ class View:
         for key in ("theme", "lang", "tab"):
             if getattr(self, key):
                 params[key] = getattr(self, key)
-        if self.ready_timeout != READY_TIMEOUT_MS:
+        if self.ready_timeout is not None:
             params["ready_timeout"] = str(self.ready_timeout)
         if self.ttl is not None:
             params["ttl"] = str(self.ttl)
@@ -185,16 +189,11 @@ async def mint_embed_token(request: Request, room_id: str, view: View) -> dict[s
         body["ttl_seconds"] = view.ttl
     try:
         response = await widget_client(request).post("/api/v1/embed-tokens", json=body)
-    except httpx.HTTPError as exc:
-        raise HostError(502, f"widget API unreachable ({type(exc).__name__})") from None
+    except httpx.HTTPError:
+        raise HostError(502, "the CRM is unreachable") from None
     if response.status_code != 201:
         raise HostError(502, f"token request failed: {response.status_code} {describe_error(response)}")
-    token = response.json()
-    if view.theme:
-        token["embed_url"] += f"&theme={view.theme}"
-    if view.lang:
-        token["embed_url"] += f"&lang={view.lang}"
-    return token
+    return response.json()
 
 
 def _time_label(value: datetime | None) -> str:
@@ -213,30 +212,23 @@ def _message_view(message: Message) -> dict[str, Any]:
     }
 
 
-async def _infobar_context(request: Request, room: Room, view: View) -> dict[str, Any]:
-    state, config = host_state(request), host_config(request)
+def _embed_context(room: Room, view: View) -> dict[str, Any]:
+    """What the ``[data-crm-deal-ticket]`` element carries: this backend's token URL for
+    the room (with the view's QA options) and the view's theme, language, ready timeout."""
+    query = view.query()
+    return {"room": room, "view": view,
+            "token_url": f"/api/rooms/{quote(room.id, safe='')}/embed-token" + (f"?{query}" if query else "")}
+
+
+def _infobar_context(request: Request, room: Room, view: View) -> dict[str, Any]:
+    state = host_state(request)
     enabled = state.flags[FLAG]
-    embed: dict[str, Any] | None = None
-    embed_error = None
-    if enabled:
-        try:
-            embed = await mint_embed_token(request, room.id, view)
-        except HostError as exc:
-            embed_error = exc.message
-    widget_origin = origin_of(embed["embed_url"]) if embed else origin_of(config.widget_url)
-    active = view.tab or ("deal-ticket" if enabled else "customer")
-    if not enabled:
-        active = "customer"
+    active = (view.tab or "deal-ticket") if enabled else "customer"
     return {
-        "room": room,
+        **_embed_context(room, view),
         "flag_enabled": enabled,
-        "embed": embed,
-        "embed_error": embed_error,
-        "widget_origin": widget_origin,
         "active_tab": active,
         "contact_id": state.contacts.get(room.id),
-        "view": view,
-        "ready_timeout": view.ready_timeout,
     }
 
 
@@ -255,14 +247,11 @@ async def inbox(request: Request) -> Response:
     templates: Jinja2Templates = request.app.state.templates
     if room is None:
         return templates.TemplateResponse(
-            request, "not_found.html", {"room_id": room_id, "view_query": view.query(),
-                                        "asset_version": request.app.state.asset_version},
-            status_code=404,
-        )
+            request, "not_found.html", {"room_id": room_id, "view_query": view.query()}, status_code=404)
     rooms = list(state.rooms.values())
     if room.adhoc:
         rooms.insert(0, room)
-    context = await _infobar_context(request, room, view)
+    context = _infobar_context(request, room, view)
     context.update({
         "rooms": [
             {"room": r, "time": _time_label(r.last_at), "at": rfc3339(r.last_at) if r.last_at else "",
@@ -281,9 +270,23 @@ async def inbox(request: Request) -> Response:
         "stages": DEAL_STAGES,
         "pipelines": DEAL_PIPELINES,
         "statuses": TICKET_STATUSES,
-        "asset_version": request.app.state.asset_version,
+        "widget_url": config.widget_url,
     })
     return templates.TemplateResponse(request, "inbox.html", context)
+
+
+async def embed_only(request: Request) -> Response:
+    """A page that embeds the room's component with the markup of docs/embedding.md and
+    no script of its own (the e2e bar for embed.js)."""
+    view = View.from_query(request)
+    room_id = request.query_params.get("room", "")
+    room = host_state(request).room(room_id, create=True)
+    templates: Jinja2Templates = request.app.state.templates
+    if room is None:
+        return templates.TemplateResponse(
+            request, "not_found.html", {"room_id": room_id, "view_query": view.query()}, status_code=404)
+    context = {**_embed_context(room, view), "widget_url": host_config(request).widget_url}
+    return templates.TemplateResponse(request, "embed_only.html", context)
 
 
 async def infobar(request: Request) -> Response:
@@ -293,8 +296,7 @@ async def infobar(request: Request) -> Response:
     if room is None:
         return JSONResponse({"error": "unknown room"}, status_code=404)
     templates: Jinja2Templates = request.app.state.templates
-    context = await _infobar_context(request, room, view)
-    return templates.TemplateResponse(request, "_infobar.html", context)
+    return templates.TemplateResponse(request, "_infobar.html", _infobar_context(request, room, view))
 
 
 async def home(request: Request) -> Response:
@@ -333,7 +335,9 @@ def _known_room(request: Request) -> Room:
 
 
 async def room_embed_token(request: Request) -> Response:
-    """A fresh embed token for the page (``token-expired`` and retry)."""
+    """The token endpoint of the page's ``[data-crm-deal-ticket]`` element (embed.js GETs
+    it to mount the frame and again before the token expires): the JSON of
+    ``POST /api/v1/embed-tokens``, minted with this backend's API key."""
     room = _known_room(request)
     if not host_state(request).flags[FLAG]:
         raise HostError(403, "the deal_ticket_tab flag is off for this account")
@@ -383,14 +387,6 @@ async def manual_deal(request: Request) -> Response:
 async def on_host_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HostError)
     return JSONResponse({"error": {"code": str(exc.status), "message": exc.message}}, status_code=exc.status)
-
-
-def _asset_version() -> str:
-    digest = hashlib.sha256()
-    for path in sorted((HERE / "static").glob("*")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:10]
 
 
 def create_host_app(
@@ -446,6 +442,7 @@ def create_host_app(
         Route("/healthz", healthz),
         Route("/inbox", inbox, methods=["GET"]),
         Route("/inbox/infobar", infobar, methods=["GET"]),
+        Route("/embed-only", embed_only, methods=["GET"]),
         Route("/api/flags", get_flags, methods=["GET"]),
         Route("/api/flags/{name}", set_flag, methods=["POST"]),
         Route("/api/rooms/{room_id}/embed-token", room_embed_token, methods=["GET"]),
@@ -465,7 +462,5 @@ def create_host_app(
     app.state.config = config
     app.state.host = HostState(rooms=demo_rooms(datetime.now(UTC)))
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
-    app.state.asset_version = _asset_version()
-    frame_src = " ".join(dict.fromkeys([origin_of(config.widget_url)]))
-    app.add_middleware(SecurityHeaders, frame_src=frame_src)
+    app.add_middleware(SecurityHeaders, widget_origin=origin_of(config.widget_url))
     return app
