@@ -30,7 +30,7 @@ from types import ModuleType
 from bench.report import DOC, Figure, load_average, print_table, write_document
 from bench.server import STACKS, raise_fd_limit, start_widget
 
-MODULES = ("api", "streams", "browser")
+MODULES = ("api", "streams", "browser", "assets")
 BROWSER_STACKS = ("sqlite",)  # the browser figures measure the page, not the store
 SETTINGS = {
     "server": "`widget serve` (uvicorn 1 process, uvloop + httptools, no access log), "
