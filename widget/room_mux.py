@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import random
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -125,8 +123,7 @@ async def rooms_events(
             del first
             ping = rt.settings.sse_ping
             next_ping = loop.time() + ping
-            max_age = rt.settings.stream_max_age  # (as the single-room stream: ends apart)
-            ends_at = loop.time() + max_age * random.uniform(0.9, 1.0) if max_age else math.inf
+            ends_at = sse.ends_at(rt.settings.stream_max_age)
             while live:
                 now_us = rt.now()
                 expired = [room for room in live.values() if room.expires_at <= now_us]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+import random
 import signal
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -51,6 +52,16 @@ def comment(text: str, *, retry: int | None = None) -> bytes:
 
 
 PING = comment("ping")
+
+
+def ends_at(max_age: float) -> float:
+    """When a stream opened now reaches its maximum age (loop time; never, for 0). Past
+    it the stream ends cleanly and the client resumes it (``Last-Event-ID``), maybe on
+    another process; up to 10 % earlier, so that streams opened together (a restart)
+    end apart."""
+    if not max_age:
+        return math.inf
+    return asyncio.get_running_loop().time() + max_age * random.uniform(0.9, 1.0)
 
 
 class Wakeup:

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import random
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -138,10 +136,7 @@ async def room_events(
     loop = asyncio.get_running_loop()
     ping = rt.settings.sse_ping
     next_ping = loop.time() + ping
-    # Past its age the stream ends cleanly and the browser resumes it (Last-Event-ID),
-    # maybe on another process; streams opened together (a restart) end apart.
-    max_age = rt.settings.stream_max_age
-    ends_at = loop.time() + max_age * random.uniform(0.9, 1.0) if max_age else math.inf
+    ends_at = sse.ends_at(rt.settings.stream_max_age)
     room = (company_id, room_id)
     # The gauge also goes down when the client goes away (the generator is closed).
     with held, metrics.OPEN_STREAMS.track_inprogress():
