@@ -360,9 +360,10 @@ class Store:
         output: Callable[[Row], Any] = lambda record: record,
     ) -> Change:
         """Insert a record, assigning ``created_at`` (and a deal's ``number`` or a
-        ticket's ``unique_id``) inside the transaction, then link it to its room if it is the newest there. ``events``:
-        the analytics events of the stored record; ``keyed``: store ``output(record)``
-        as the key's response; both in the same transaction.
+        ticket's ``unique_id``) inside the transaction, then link it to its room if it
+        is the newest there. ``events``: the analytics events of the stored record;
+        ``keyed``: store ``output(record)`` as the key's response; both in the same
+        transaction.
 
         ``created_at`` is max(now, last + 1 µs) per company so it is strictly increasing;
         with ``exact_time`` (test clock) ``now`` is used as given. The company row's
