@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -11,7 +12,8 @@ from tests.support import make_settings
 from widget.store.engine import alembic_config, open_database
 
 
-def _to(revision: str) -> object:
+def _to(revision: str) -> Callable[[Connection], None]:
+    """A write that upgrades the schema to ``revision``."""
     def upgrade(conn: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
