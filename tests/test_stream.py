@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from starlette.applications import Starlette
 
 from tests.helpers import next_message, wait_for
 from tests.support import FakeClock, LiveServer, Tenant, WidgetServer
+from widget import sse
 from widget import stream as stream_module
 from widget.broker import room_channel
 from widget.runtime import Runtime
@@ -153,6 +155,60 @@ def test_subscription_is_released_when_the_client_goes_away(live: tuple[LiveServ
     assert wait_for(lambda: broker.subscriber_count(channel) == 0, 5)
     assert time.monotonic() - left < 1, "released, but not promptly"
 
+
+def test_a_client_that_stops_reading_gets_every_change_in_order_once_it_reads_again(
+    live: tuple[LiveServer, Tenant], http: httpx.Client, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Changes are written from the fan-out while a stream waits (``Wakeup.write``).
+    A client that reads nothing fills the server's buffers until uvicorn's flow control
+    blocks a send: that send goes on in a task and the stream's later frames wait for
+    it. Positive control: a send was blocked. Then every frame arrives whole, versions
+    only go up (some skipped: latest wins), and the last is the last change. (Large
+    snapshots, published to the server's broker: the buffers fill in a few.)"""
+    server, tenant = live
+    blocked: list[sse._Rest] = []
+
+    class CountedRest(sse._Rest):
+        __slots__ = ()
+
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)  # type: ignore[arg-type]
+            blocked.append(self)
+
+    monkeypatch.setattr(sse, "_Rest", CountedRest)
+    broker = server.app.state.runtime.broker
+    loop = server.server.servers[0].get_loop()
+
+    def publish(version: int) -> None:
+        snapshot = {"room_id": "room-1", "version": version, "deal": {"name": f"{version} " + "字" * 20_000},
+                    "ticket": None}
+        asyncio.run_coroutine_threadsafe(broker.publish(room_channel(tenant.id, "room-1"), snapshot), loop).result(5)
+
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        sock.sendall(f"GET {events_url(mint(http))} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        received = b""
+        while b"event: room" not in received:
+            received += sock.recv(4096)
+        version = 0
+        while not blocked and version < 2000:
+            version += 1
+            publish(version)
+        assert blocked, "no send was ever blocked: the scenario did not happen"
+        for _ in range(3):  # a few more while it is blocked: buffered, the newest wins
+            version += 1
+            publish(version)
+        while f"id: {version}\r\n".encode() not in received:
+            chunk = sock.recv(1 << 20)
+            assert chunk, "the stream ended"
+            received += chunk
+    finally:
+        sock.close()
+    frames = re.findall(rb"id: (\d+)\r\nevent: room\r\ndata: ([^\r]*)\r\n", received)
+    ids = [int(number) for number, _ in frames]
+    assert ids == sorted(set(ids)) and ids[-1] == version, ids
+    assert [json.loads(data)["version"] for _, data in frames] == ids  # each frame whole
+    assert set(range(1, version + 1)) - set(ids), ids  # some skipped while blocked: the newest buffered went
 
 def test_head_answers_the_headers_without_opening_a_stream(http: httpx.Client) -> None:
     response = http.head(events_url(mint(http)))
@@ -344,3 +400,134 @@ async def test_an_ended_wakeup_ends_the_stream_and_releases_its_subscription(run
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(waiting, 1)
     assert runtime.broker.subscriber_count(channel) == 0
+
+
+# -- the fan-out's direct write (Wakeup.write) --------------------------------------
+
+
+class Sent:
+    """A response's ``send`` as a server gives it: records bodies; ``gate`` (when set)
+    makes the next send wait for it, as a server's flow control does."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.gate: asyncio.Future[None] | None = None
+        self.error: Exception | None = None
+
+    async def __call__(self, message: dict) -> None:  # type: ignore[type-arg]
+        if self.error is not None:
+            raise self.error
+        if self.gate is not None:
+            gate, self.gate = self.gate, None
+            await gate
+        if message["type"] == "http.response.body":
+            self.bodies.append(message["body"])
+
+
+async def test_a_waiting_stream_gets_a_change_written_without_its_task_waking(runtime: Runtime, tenant: Tenant) -> None:
+    wakeup = Wakeup()
+    stream = room_events(runtime, tenant.id, "room-9", runtime.now() + 3600 * 1_000_000, None, wakeup)
+    await anext(stream)
+    wakeup.send = sent = Sent()
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)
+    channel = room_channel(tenant.id, "room-9")
+    for version in (1, 2):
+        await runtime.broker.publish(channel, {"room_id": "room-9", "version": version, "deal": None, "ticket": None})
+    assert await wait_until(lambda: len(sent.bodies) == 2)  # (through Redis on the scale stack)
+    assert [fields(body)["id"] for body in sent.bodies] == ["1", "2"]
+    assert not waiting.done()  # written from the fan-out: the stream's task never woke
+    wakeup.end()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 1)
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 2) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def test_write_only_while_the_task_waits_and_no_earlier_write_is_blocked() -> None:
+    wakeup = Wakeup()
+    wakeup.send = sent = Sent()
+    assert not wakeup.write(b"a")  # the task is not waiting: it sends itself
+    waiter = wakeup.wait()
+    gate = sent.gate = asyncio.get_running_loop().create_future()
+    assert wakeup.write(b"a")  # taken, though the send could not finish
+    assert wakeup.writing is not None and sent.bodies == []
+    assert not wakeup.write(b"b")  # behind a blocked send: the task sends it, after
+    assert not waiter.done()
+    gate.set_result(None)
+    await asyncio.wait_for(wakeup.writing, 1)
+    await asyncio.sleep(0)  # (the done-callback)
+    assert sent.bodies == [b"a"] and wakeup.writing is None
+    assert wakeup.write(b"b") and sent.bodies == [b"a", b"b"]  # free again: at once
+
+
+async def test_a_write_that_fails_ends_the_stream_with_the_error_kept() -> None:
+    wakeup = Wakeup()
+    wakeup.send = sent = Sent()
+    waiter = wakeup.wait()
+    sent.error = RuntimeError("the server refused it")
+    assert wakeup.write(b"a")
+    assert wakeup.ended and waiter.done()
+    with pytest.raises(RuntimeError, match="refused"):
+        await wakeup.writing  # type: ignore[misc]
+
+
+async def test_a_blocked_write_that_fails_ends_the_stream_with_the_error_kept() -> None:
+    wakeup = Wakeup()
+    wakeup.send = sent = Sent()
+    wakeup.wait()
+    gate = sent.gate = asyncio.get_running_loop().create_future()
+    assert wakeup.write(b"a") and not wakeup.ended
+    gate.set_exception(ConnectionResetError("gone"))
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(wakeup.writing, 1)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert wakeup.ended
+
+
+async def test_the_stream_task_sends_only_after_a_blocked_write_went_out() -> None:
+    """The response (``sse.EventStream``) with frames of its own: the stream's next
+    frame waits for the write still blocked, then the last chunk."""
+    sent = Sent()
+    wakeups: list[Wakeup] = []
+
+    async def frames(wakeup: Wakeup) -> AsyncIterator[bytes]:
+        yield b"first"
+        await wakeup.wait()
+        yield b"from the task"
+
+    def open_stream(scope: object, wakeup: Wakeup) -> AsyncIterator[bytes]:
+        wakeups.append(wakeup)
+        return frames(wakeup)
+
+    async def refuse(*_: object) -> None:
+        raise AssertionError("not refused")
+
+    requested = False
+
+    async def receive() -> dict[str, str]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request"}
+        await asyncio.Event().wait()  # the client stays
+        raise AssertionError
+
+    response = asyncio.ensure_future(sse.EventStream(open_stream, refuse)(  # type: ignore[arg-type]
+        {"type": "http", "method": "GET"}, receive, sent))
+    assert await wait_until(lambda: sent.bodies == [b"first"])
+    gate = sent.gate = asyncio.get_running_loop().create_future()
+    assert wakeups[0].write(b"written")  # blocked
+    wakeups[0].set()  # the task goes on: its next frame must wait
+    await asyncio.sleep(0.05)
+    assert sent.bodies == [b"first"] and not response.done()
+    gate.set_result(None)
+    await asyncio.wait_for(response, 1)
+    assert sent.bodies == [b"first", b"written", b"from the task", b""]

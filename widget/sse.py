@@ -7,7 +7,9 @@ whatever can happen to an idle stream: a message for it (its broker subscription
 shutting down. Deadlines share one timer per event loop (a loop timer per stream weighs
 ~0.5 KB), in ``TICK`` steps. The client going away is the one thing that needs a task
 of its own: a bare ``receive()`` (ASGI has no other way to tell). sse-starlette's
-response had four tasks, cancel scopes and events per stream: ~48 KB.
+response had four tasks, cancel scopes and events per stream: ~48 KB. A message for a
+waiting stream need not wake it at all: ``Wakeup.write`` sends its frame from the
+caller.
 
 Server shutdown: uvicorn stops accepting and waits for open responses to end (5 s in
 ``widget serve``), but tells the app nothing until they have (the lifespan's shutdown
@@ -27,7 +29,8 @@ import math
 import random
 import signal
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -67,15 +70,25 @@ def ends_at(max_age: float) -> float:
 class Wakeup:
     """What a stream waits on. ``set`` wakes it (or its next wait returns at once);
     ``end`` also tells it to stop: the client went away or the server is shutting
-    down."""
+    down.
 
-    __slots__ = ("_waiter", "_pending", "_tick", "ended")
+    Once its response streams, ``write`` sends a frame from the caller (the broker's
+    fan-out) while the stream's task is parked in ``wait``: a change reaches a room's
+    thousand streams as a thousand socket writes, not a thousand task wake-ups (each
+    one's scheduling, generator resumption and re-armed wait cost about as much as the
+    write itself). A send the server cannot finish at once (its flow control: a slow
+    client) goes on in a task, ``writing``, that the stream's task waits for before it
+    sends anything else; until then the stream takes its frames the usual way."""
+
+    __slots__ = ("_waiter", "_pending", "_tick", "ended", "send", "writing")
 
     def __init__(self) -> None:
         self._waiter: asyncio.Future[None] | None = None
         self._pending = False  # set while nobody waited
         self._tick: int | None = None  # the tick the loop's ticker wakes it at
         self.ended = False
+        self.send: Send | None = None  # the response's, once it streams: what ``write`` uses
+        self.writing: asyncio.Future[None] | None = None  # a send of ``write`` still going on
 
     def set(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -104,6 +117,49 @@ class Wakeup:
             if tick != self._tick:  # (mostly it is the same deadline as last time)
                 _Ticker.of(loop).wake_at(self, tick)
         return waiter
+
+    def write(self, frame: bytes) -> bool:
+        """Send ``frame`` now if the stream's task is parked in ``wait`` (nothing else
+        is sending) and no earlier ``write`` is still going on; False if not (then the
+        stream's task sends it). A send that fails ends the stream; its task raises the
+        error."""
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self.send is None or self.writing is not None:
+            return False
+        steps = self.send({"type": "http.response.body", "body": frame, "more_body": True}).__await__()
+        try:
+            blocked = steps.send(None)
+        except StopIteration:
+            return True  # written: the common case
+        except Exception as exc:
+            failed = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            self.writing = failed
+            self.end()
+            return True
+        self.writing = asyncio.ensure_future(_Rest(steps, blocked))
+        self.writing.add_done_callback(self._written)
+        return True
+
+    def _written(self, writing: asyncio.Future[None]) -> None:
+        if writing.cancelled() or writing.exception() is not None:
+            self.end()  # kept in ``writing``: the stream's task raises it
+        else:
+            self.writing = None
+
+
+class _Rest:
+    """The rest of a send that ``Wakeup.write`` began: it waits for what the send was
+    blocked on (a future the server resolves), then resumes the send where it stopped."""
+
+    __slots__ = ("_steps", "_blocked")
+
+    def __init__(self, steps: Generator[Any, None, None], blocked: Any) -> None:
+        self._steps, self._blocked = steps, blocked
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield self._blocked  # to the task running this, as the send would have yielded it
+        return (yield from self._steps)
 
 
 def _server_exiting() -> bool:
@@ -217,11 +273,19 @@ class EventStream:
                 client = asyncio.ensure_future(receive())
                 client.add_done_callback(wakeup.end)
                 ticker.opened(wakeup)
+                wakeup.send = send
                 async for frame in frames:
+                    if wakeup.writing is not None:
+                        await wakeup.writing
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
+                if wakeup.writing is not None:
+                    await wakeup.writing
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            wakeup.send = None
             ticker.open.discard(wakeup)
             if client is not None:
                 client.cancel()
+            if wakeup.writing is not None:
+                wakeup.writing.cancel()  # (the client went away while a send was blocked)
             await frames.aclose()  # its subscription is released now, whatever ended it

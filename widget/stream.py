@@ -19,7 +19,9 @@ The response is ``widget/sse.py``'s: one task per stream, which waits on one
 token's expiry), the client going away or the server shutting down.
 A published snapshot is encoded once per process, not once per stream: the broker hands
 every local stream of the room the same ``Message``, and the first stream to send it
-keeps its frame on it for the others (``published_at`` is never sent).
+keeps its frame on it for the others (``published_at`` is never sent). While the stream
+waits, a newer snapshot is written from the fan-out itself (``send_now``, through
+``Wakeup.write``), without waking the stream's task.
 """
 
 from __future__ import annotations
@@ -145,9 +147,19 @@ async def room_events(
             subscription.version, first = await first_frame(rt, company_id, room_id, last_event_id)
             if recheck is not None:
                 recheck.watch(room, subscription)
+            def send_now(message: Message) -> bool:
+                """A newer snapshot, written from the fan-out while this waits."""
+                version = message["version"]
+                if version <= subscription.version or not wakeup.write(_frame(message)):
+                    return False  # as drained: catch_up decides
+                subscription.version = version
+                metrics.stream_delivered(message.get(rooms.PUBLISHED_AT))
+                return True
+
             try:
                 yield first
                 del first  # an idle stream keeps nothing it sent (thousands of them)
+                subscription.send_now = send_now
                 while True:
                     remaining = (expires_at - rt.now()) / 1_000_000
                     if remaining <= 0:

@@ -61,9 +61,13 @@ class Subscriber:
 
     ``notify`` (optional) is called whenever something arrives or the subscription
     closes: a stream that also waits for other things (its timers, its client) waits
-    on one wake-up of its own. ``get`` is for a consumer that waits on this alone."""
+    on one wake-up of its own. ``get`` is for a consumer that waits on this alone.
 
-    __slots__ = ("_buffer", "_notify", "_waiter", "_closed", "version")
+    ``send_now`` (optional, set by the consumer) is offered each message first while
+    nothing is buffered: True if it took the message (a stream sent it at once, see
+    ``widget/sse.py``'s ``Wakeup.write``), and nothing is buffered or notified."""
+
+    __slots__ = ("_buffer", "_notify", "_waiter", "_closed", "version", "send_now")
 
     def __init__(self, notify: Callable[[], None] | None = None) -> None:
         self._buffer: list[Message | Resync] | None = None  # made when something arrives
@@ -73,9 +77,12 @@ class Subscriber:
         # The newest version its consumer has (a stream: sent), for the timed re-check
         # of a broker that can lose messages (widget/recheck.py).
         self.version = 0
+        self.send_now: Callable[[Message], bool] | None = None
 
     def put(self, item: Message) -> None:
         if self._closed:
+            return
+        if self._buffer is None and self.send_now is not None and self.send_now(item):
             return
         if self._buffer is None:
             self._buffer = [item]
