@@ -7,13 +7,16 @@ fixtures built from these)."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -35,6 +38,7 @@ from widget.app import create_app
 from widget.models import to_micros
 from widget.runtime import Runtime, system_clock
 from widget.settings import Settings, load_settings
+from widget.store import Store
 
 T0 = to_micros(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
 DEFAULT_ORIGINS = ["http://localhost:8001", "https://inbox.example.com"]
@@ -138,13 +142,47 @@ def head_revision() -> str:
     return head
 
 
+_sqlite_template: Path | None = None
+_sqlite_template_lock = threading.Lock()
+
+
+def _migrated_sqlite_file() -> Path:
+    """A SQLite file migrated to head, made once per session: a test's data dir starts
+    from a copy of it, as on the scale stack from the template database (a migration
+    run per test costs ~50 ms: about a minute of the suite)."""
+    global _sqlite_template
+    with _sqlite_template_lock:
+        if _sqlite_template is None:
+            data_dir = Path(tempfile.mkdtemp(prefix="widget-template-"))
+            atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
+            settings = load_settings(data_dir=data_dir, secret_keys="template-key-0123456789")
+            store = Store(settings.db_url, settings.lock_timeout)
+
+            async def migrate() -> None:
+                try:
+                    await store.migrate()
+                finally:
+                    await store.close()
+
+            with ThreadPoolExecutor(1) as pool:  # (make_settings may run inside an event loop)
+                pool.submit(asyncio.run, migrate()).result()
+            assert not (data_dir / "widget.db-wal").exists()  # all of it in the one file
+            _sqlite_template = data_dir / "widget.db"
+    return _sqlite_template
+
+
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     """Settings on a data dir of the test's own (``tmp_path / "data"``); on the scale
     stack, with its own database (see ``stack_urls``: a first start told not to migrate
-    finds it empty, as it would find a new SQLite file) and the session's Redis."""
+    finds it empty, as it would find a new SQLite file) and the session's Redis. On
+    SQLite a new data dir starts from a migrated copy, unless the start is told not to
+    migrate."""
     data_dir = Path(str(overrides.get("data_dir", tmp_path / "data")))
-    stack = stack_urls(data_dir, migrated=overrides.get("migrate_on_start", True) is not False) \
-        if "database_url" not in overrides else {}
+    migrated = overrides.get("migrate_on_start", True) is not False
+    stack = stack_urls(data_dir, migrated=migrated) if "database_url" not in overrides else {}
+    if not SCALE and migrated and "database_url" not in overrides and not (data_dir / "widget.db").exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_migrated_sqlite_file(), data_dir / "widget.db")
     values: dict[str, object] = {
         "data_dir": tmp_path / "data",
         "secret_keys": "test-key-0123456789abcdef",

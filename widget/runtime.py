@@ -6,10 +6,12 @@ nothing else constructs a store, a broker or a signer."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cache
 
 import httpx
 
@@ -25,6 +27,13 @@ UPSTREAM_TIMEOUT = httpx.Timeout(2.0)
 
 def system_clock() -> int:
     return time.time_ns() // 1000
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default TLS context, made once per process: reading the CA bundle takes
+    ~50 ms, and every runtime opened (the CLI's, each test's) would read it again."""
+    return httpx.create_ssl_context()
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ async def open_runtime(
         try:
             await broker.start()  # unreachable: BrokerUnavailable, one readable line
             async with httpx.AsyncClient(
-                transport=upstream, timeout=UPSTREAM_TIMEOUT, follow_redirects=False
+                transport=upstream, verify=_tls(), timeout=UPSTREAM_TIMEOUT, follow_redirects=False
             ) as http:
                 if migrate:
                     await store.migrate()
