@@ -473,7 +473,7 @@ async def test_a_write_that_fails_ends_the_stream_with_the_error_kept() -> None:
     wakeup.send = sent = Sent()
     waiter = wakeup.wait()
     sent.error = RuntimeError("the server refused it")
-    assert wakeup.write(b"a")
+    assert not wakeup.write(b"a")  # not sent
     assert wakeup.ended and waiter.done()
     with pytest.raises(RuntimeError, match="refused"):
         await wakeup.writing  # type: ignore[misc]

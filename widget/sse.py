@@ -120,9 +120,10 @@ class Wakeup:
 
     def write(self, frame: bytes) -> bool:
         """Send ``frame`` now if the stream's task is parked in ``wait`` (nothing else
-        is sending) and no earlier ``write`` is still going on; False if not (then the
-        stream's task sends it). A send that fails ends the stream; its task raises the
-        error."""
+        is sending) and no earlier ``write`` is still going on: True once it is sent or
+        its send goes on in ``writing``. False if not sent (the stream's task takes it
+        the usual way), or if the send failed: that ends the stream, and its task
+        raises the error."""
         waiter = self._waiter
         if waiter is None or waiter.done() or self.send is None or self.writing is not None:
             return False
@@ -136,7 +137,7 @@ class Wakeup:
             failed.set_exception(exc)
             self.writing = failed
             self.end()
-            return True
+            return False
         self.writing = asyncio.ensure_future(_Rest(steps, blocked))
         self.writing.add_done_callback(self._written)
         return True

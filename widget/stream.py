@@ -147,6 +147,7 @@ async def room_events(
             subscription.version, first = await first_frame(rt, company_id, room_id, last_event_id)
             if recheck is not None:
                 recheck.watch(room, subscription)
+
             def send_now(message: Message) -> bool:
                 """A newer snapshot, written from the fan-out while this waits."""
                 version = message["version"]
