@@ -5,6 +5,7 @@ an init script (the test's, not the page's)."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -170,6 +171,14 @@ def test_elements_added_later_mount_and_destroyed_or_removed_ones_stop(page: Pag
     html = frame.locator("html")
     expect(html).to_have_attribute("data-theme", "dark")
     assert html.evaluate("(el) => getComputedStyle(el).getPropertyValue('--crm-radius').trim()") == "4px"
+    # The host switches its look later: handed over again, without a reload.
+    page.evaluate(f"""() => {{
+      const el = document.querySelector("[data-token-url*='/{later}/']");
+      el.dataset.theme = "light";
+      el.style.setProperty("--crm-radius", "8px");
+    }}""")
+    expect(html).to_have_attribute("data-theme", "light")
+    expect(html).to_have_attribute("style", re.compile(r"--crm-radius:\s*8px"))
 
     page.evaluate(f"() => CrmDealTicket.destroy(document.querySelector(\"[data-token-url*='/{later}/']\"))")
     page.evaluate(f"() => document.querySelector(\"[data-token-url*='/{removed}/']\").remove()")

@@ -43,6 +43,9 @@
     const m = { el, gen: 0 };
     mounts.set(el, m);
     status(m, "loading");
+    // The host switches its look (data-theme, --crm-* on the element): handed over again.
+    m.look = new MutationObserver(() => m.status === "ready" && ready(m));
+    m.look.observe(el, { attributeFilter: ["data-theme", "style", "class"] });
     // Loads once shown (a hidden tab when opened): the ready timer counts from then.
     m.seen = new IntersectionObserver((entries) => {
       if (entries.some((e) => e.isIntersecting)) m.seen.disconnect(), load(m);
@@ -158,6 +161,7 @@
     if (!m) return;
     mounts.delete(el);
     m.seen.disconnect();
+    m.look.disconnect();
     clear(m);
     status(m, "loading"); // shows the host's children again
     delete el.dataset.crmStatus;
