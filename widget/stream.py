@@ -122,9 +122,14 @@ async def catch_up(
             return None
     if item["version"] <= subscription.version:
         return None
+    _sent(subscription, item)
+    return _frame(item)
+
+
+def _sent(subscription: Subscription, item: Message) -> None:
+    """What a stream notes when a snapshot goes out: its version, and the delivery."""
     subscription.version = item["version"]
     metrics.stream_delivered(item.get(rooms.PUBLISHED_AT))  # (a stored read has none)
-    return _frame(item)
 
 
 async def room_events(
@@ -150,11 +155,9 @@ async def room_events(
 
             def send_now(message: Message) -> bool:
                 """A newer snapshot, written from the fan-out while this waits."""
-                version = message["version"]
-                if version <= subscription.version or not wakeup.write(_frame(message)):
+                if message["version"] <= subscription.version or not wakeup.write(_frame(message)):
                     return False  # as drained: catch_up decides
-                subscription.version = version
-                metrics.stream_delivered(message.get(rooms.PUBLISHED_AT))
+                _sent(subscription, message)
                 return True
 
             try:
