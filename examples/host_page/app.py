@@ -239,15 +239,20 @@ def _chat_panel_modes(slow_seconds: float) -> dict[str, dict[str, str]]:
             for mode, (label, hint) in CHAT_PANEL_MODES.items()}
 
 
+def _room_not_found(request: Request, room_id: str, view: View) -> Response:
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(
+        request, "not_found.html", {"room_id": room_id, "view_query": view.query()}, status_code=404)
+
+
 async def inbox(request: Request) -> Response:
     state, config = host_state(request), host_config(request)
     view = View.from_query(request)
     room_id = request.query_params.get("room") or next(iter(state.rooms))
     room = state.room(room_id, create=True)
-    templates: Jinja2Templates = request.app.state.templates
     if room is None:
-        return templates.TemplateResponse(
-            request, "not_found.html", {"room_id": room_id, "view_query": view.query()}, status_code=404)
+        return _room_not_found(request, room_id, view)
+    templates: Jinja2Templates = request.app.state.templates
     rooms = list(state.rooms.values())
     if room.adhoc:
         rooms.insert(0, room)
@@ -281,10 +286,9 @@ async def embed_only(request: Request) -> Response:
     view = View.from_query(request)
     room_id = request.query_params.get("room", "")
     room = host_state(request).room(room_id, create=True)
-    templates: Jinja2Templates = request.app.state.templates
     if room is None:
-        return templates.TemplateResponse(
-            request, "not_found.html", {"room_id": room_id, "view_query": view.query()}, status_code=404)
+        return _room_not_found(request, room_id, view)
+    templates: Jinja2Templates = request.app.state.templates
     context = {**_embed_context(room, view), "widget_url": host_config(request).widget_url}
     return templates.TemplateResponse(request, "embed_only.html", context)
 
