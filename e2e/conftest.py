@@ -179,6 +179,13 @@ def chat_panel_mode(stack: Stack, room_id: str, mode: str) -> None:
     assert response.status_code == 200, response.text
 
 
+def set_host_flag(stack: Stack, enabled: bool) -> None:
+    """The host's per-account ``deal_ticket_tab`` flag, through its API (global to the
+    session's host): its token endpoint refuses (403) while it is off."""
+    response = httpx.post(f"{stack.host_url}/api/flags/deal_ticket_tab", json={"enabled": enabled}, timeout=5)
+    assert response.status_code == 200, response.text
+
+
 def agent_message(stack: Stack, room_id: str, text: str) -> None:
     """An agent message in the host's room (the composer's endpoint); the Chat Panel serves it."""
     response = httpx.post(f"{stack.host_url}/api/rooms/{room_id}/messages", json={"text": text}, timeout=5)

@@ -7,11 +7,10 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import ensure_flag, expect_state, open_tab
+from e2e.conftest import ensure_flag, expect_state, open_tab, set_host_flag
 from e2e.stack import Stack
 from widget.embed_tokens import crm_link
 
@@ -26,7 +25,7 @@ def rfc3339(moment: datetime) -> str:
 def flag_restored(stack: Stack) -> Iterator[None]:
     """The host's flag is per account (global to the session's host): turn it back ON."""
     yield
-    httpx.post(f"{stack.host_url}/api/flags/deal_ticket_tab", json={"enabled": True}, timeout=5).raise_for_status()
+    set_host_flag(stack, True)
 
 
 # -- S06: creator label -------------------------------------------------------------

@@ -9,10 +9,9 @@ import re
 import time
 from typing import Any
 
-import httpx
 from playwright.sync_api import FrameLocator, Page, Request, expect
 
-from e2e.conftest import chat_panel_mode, expect_state, root, wait_subscribed
+from e2e.conftest import chat_panel_mode, expect_state, root, set_host_flag, wait_subscribed
 from e2e.stack import Stack
 
 RECORD_EVENTS = """
@@ -23,15 +22,9 @@ for (const type of ["crm:ready", "crm:state", "crm:open", "crm:error"]) {
 """
 
 
-def set_flag(stack: Stack, enabled: bool) -> None:
-    """The host's per-account flag: its token endpoint refuses (403) while it is off."""
-    response = httpx.post(f"{stack.host_url}/api/flags/deal_ticket_tab", json={"enabled": enabled}, timeout=5)
-    assert response.status_code == 200, response.text
-
-
 def open_bare(page: Page, stack: Stack, room_id: str, **query: str) -> FrameLocator:
     """The host's markup-only page on the room; the frame embed.js mounts in it."""
-    set_flag(stack, True)
+    set_host_flag(stack, True)
     page.add_init_script(RECORD_EVENTS)
     page.goto(f"{stack.host_url}/embed-only?" + "&".join(f"{k}={v}" for k, v in {"room": room_id, **query}.items()))
     return page.frame_locator("[data-crm-deal-ticket] > iframe")
@@ -129,7 +122,7 @@ def test_a_refused_token_says_so_at_once_in_the_pages_language(page: Page, stack
     help, so the box comes at once, in Bahasa Indonesia (``data-lang``); once the host
     allows it, the retry button mounts the component."""
     tokens = token_requests(page)
-    set_flag(stack, False)
+    set_host_flag(stack, False)
     page.add_init_script(RECORD_EVENTS)
     page.goto(f"{stack.host_url}/embed-only?room={room_id}&lang=id")
 
@@ -139,7 +132,7 @@ def test_a_refused_token_says_so_at_once_in_the_pages_language(page: Page, stack
     assert crm_events(page, "crm:error") == [{"cause": "denied"}]
     assert len(tokens) == 1
 
-    set_flag(stack, True)
+    set_host_flag(stack, True)
     page.get_by_test_id("deal-ticket-retry").click()
     expect_state(page.frame_locator("[data-crm-deal-ticket] > iframe"), "empty")
 
