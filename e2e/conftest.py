@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,17 @@ def open_tab(page: Page, stack: Stack, room_id: str, *, wait_stream: bool = True
 def subscribers(stack: Stack, room_id: str) -> int:
     """Open streams of the room on the widget server (its in-process broker)."""
     return stack.widget.app.state.runtime.broker.subscriber_count(room_channel(stack.tenant.id, room_id))
+
+
+def until(page: Page, condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``condition`` while Playwright runs (its event handlers run only inside its
+    own calls, so a plain sleep loop would never see a response)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        page.wait_for_timeout(100)
+    return True
 
 
 def wait_subscribed(stack: Stack, room_id: str, count: int = 1, timeout: float = 10) -> None:

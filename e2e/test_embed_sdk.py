@@ -11,7 +11,7 @@ from typing import Any
 
 from playwright.sync_api import FrameLocator, Page, Request, expect
 
-from e2e.conftest import chat_panel_mode, expect_state, root, set_host_flag, wait_subscribed
+from e2e.conftest import chat_panel_mode, expect_state, root, set_host_flag, until, wait_subscribed
 from e2e.stack import Stack
 
 RECORD_EVENTS = """
@@ -180,10 +180,7 @@ def test_elements_added_later_mount_and_destroyed_or_removed_ones_stop(page: Pag
 
     # Their 2 s tokens would be renewed within a second; the first element's are (the control).
     tokens = token_requests(page)
-    deadline = time.monotonic() + 10
-    while sum(f"/{room_id}/" in url for url in tokens) < 2:
-        assert time.monotonic() < deadline, tokens
-        page.wait_for_timeout(100)
+    assert until(page, lambda: sum(f"/{room_id}/" in url for url in tokens) >= 2, 10), tokens
     assert [url for url in tokens if f"/{later}/" in url or f"/{removed}/" in url] == []
     expect_state(first, "empty")
     expect(root(first)).to_be_visible()

@@ -27,7 +27,7 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, Request, expect
 
-from e2e.conftest import ARTIFACTS, chat_panel_mode, expect_state, is_events, open_tab
+from e2e.conftest import ARTIFACTS, chat_panel_mode, expect_state, is_events, open_tab, until
 from e2e.stack import Stack, start_stack
 
 SECRET = "e2e-omnichannel-secret"
@@ -75,10 +75,7 @@ class Seen:
     def wait(self, condition: Callable[[], bool], message: str, timeout: float = 15) -> None:
         """``wait_until`` for what the page's events tell: the sync API only delivers
         them while it runs, so this waits in the page, not in ``time.sleep``."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, message
-            self.page.wait_for_timeout(50)
+        assert until(self.page, condition, timeout), message
 
 
 @pytest.fixture

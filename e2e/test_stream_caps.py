@@ -4,28 +4,16 @@ keeps retrying with its backoff until a place frees, then is live again."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import embed_token, expect_state, open_tab, subscribers
+from e2e.conftest import embed_token, expect_state, open_tab, subscribers, until
 from e2e.stack import Stack, start_stack
 from widget.tokens import EMBED
-
-
-def until(page: Page, condition: Callable[[], bool], timeout: float) -> bool:
-    """Poll ``condition`` while Playwright runs (its event handlers run only inside its
-    own calls, so a plain sleep loop would never see a response)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        page.wait_for_timeout(100)
-    return True
 
 
 @pytest.fixture
