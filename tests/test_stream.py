@@ -11,7 +11,7 @@ import re
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from tests.helpers import next_message, wait_for
 from tests.support import FakeClock, LiveServer, Tenant, WidgetServer
+from tests.worker_support import wait_until
 from widget import sse
 from widget import stream as stream_module
 from widget.broker import room_channel
@@ -434,21 +435,12 @@ async def test_a_waiting_stream_gets_a_change_written_without_its_task_waking(ru
     channel = room_channel(tenant.id, "room-9")
     for version in (1, 2):
         await runtime.broker.publish(channel, {"room_id": "room-9", "version": version, "deal": None, "ticket": None})
-    assert await wait_until(lambda: len(sent.bodies) == 2)  # (through Redis on the scale stack)
+    await wait_until(lambda: len(sent.bodies) == 2)  # (through Redis on the scale stack)
     assert [fields(body)["id"] for body in sent.bodies] == ["1", "2"]
     assert not waiting.done()  # written from the fan-out: the stream's task never woke
     wakeup.end()
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(waiting, 1)
-
-
-async def wait_until(condition: Callable[[], bool], seconds: float = 2) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 async def test_write_only_while_the_task_waits_and_no_earlier_write_is_blocked() -> None:
@@ -522,7 +514,7 @@ async def test_the_stream_task_sends_only_after_a_blocked_write_went_out() -> No
 
     response = asyncio.ensure_future(sse.EventStream(open_stream, refuse)(  # type: ignore[arg-type]
         {"type": "http", "method": "GET"}, receive, sent))
-    assert await wait_until(lambda: sent.bodies == [b"first"])
+    await wait_until(lambda: sent.bodies == [b"first"])
     gate = sent.gate = asyncio.get_running_loop().create_future()
     assert wakeups[0].write(b"written")  # blocked
     wakeups[0].set()  # the task goes on: its next frame must wait
